@@ -1,0 +1,117 @@
+"""What this interpreter can do: versions, compute devices and the state of the shipped models.
+
+Runs in the worker (so it describes the environment that really does the work) and from
+``sarcoreg diagnostics``. Every probe is guarded: a broken library is reported, not raised.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import sys
+import time
+from typing import Any
+
+from .progress import Progress
+
+__all__ = ["collect", "format_text"]
+
+
+def _version(module: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    try:
+        mod = importlib.import_module(module)
+    except Exception as exc:  # a missing or broken package is a finding, not a failure
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    version = getattr(mod, "__version__", None) or getattr(mod, "VERSION", None)
+    return {"ok": True, "version": str(version), "import_s": round(time.perf_counter() - t0, 3)}
+
+
+def _gdal() -> dict[str, Any]:
+    try:
+        from osgeo import gdal, osr
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    proj = f"{osr.GetPROJVersionMajor()}.{osr.GetPROJVersionMinor()}.{osr.GetPROJVersionMicro()}"
+    return {"ok": True, "version": str(gdal.__version__), "proj": proj,
+            "cog_driver": gdal.GetDriverByName("COG") is not None}
+
+
+def _torch() -> dict[str, Any]:
+    info = _version("torch")
+    if not info["ok"]:
+        return info
+    import torch
+
+    info["cuda_build"] = str(torch.version.cuda)
+    info["cuda_available"] = bool(torch.cuda.is_available())
+    info["devices"] = [
+        {"index": i, "name": torch.cuda.get_device_name(i),
+         "memory_gib": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
+        for i in range(torch.cuda.device_count())
+    ] if info["cuda_available"] else []
+    info["threads"] = torch.get_num_threads()
+    return info
+
+
+def _onnxruntime() -> dict[str, Any]:
+    info = _version("onnxruntime")
+    if not info["ok"]:
+        return info
+    import onnxruntime as ort
+
+    info["providers"] = list(ort.get_available_providers())
+    info["device"] = str(ort.get_device())
+    return info
+
+
+def _models() -> list[dict[str, Any]]:
+    from ..models.registry import check_card, list_cards
+
+    return [check_card(card) for card in list_cards()]
+
+
+def collect(progress: Progress | None = None) -> dict[str, Any]:
+    """Everything the diagnostics report shows, as a JSON-able dict."""
+    progress = progress or Progress()
+    report: dict[str, Any] = {
+        "python": {"version": platform.python_version(), "executable": sys.executable,
+                   "platform": platform.platform()},
+    }
+    steps = [
+        ("numpy", lambda: _version("numpy")),
+        ("scipy", lambda: _version("scipy")),
+        ("opencv", lambda: _version("cv2")),
+        ("gdal", _gdal),
+        ("torch", _torch),
+        ("torchvision", lambda: _version("torchvision")),
+        ("kornia", lambda: _version("kornia")),
+        ("onnxruntime", _onnxruntime),
+        ("models", _models),
+    ]
+    for i, (name, probe) in enumerate(steps):
+        progress.report(i / len(steps), f"checking {name}")
+        try:
+            report[name] = probe()
+        except Exception as exc:
+            report[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    progress.report(1.0, "done")
+    return report
+
+
+def format_text(report: dict[str, Any]) -> str:
+    """A short plain-text rendering of :func:`collect`'s result."""
+    lines = []
+    for key, value in report.items():
+        if key == "models":
+            lines.append(f"models: {len(value)} shipped")
+            for m in value:
+                lines.append(f"  {m.get('name')}: {'loads' if m.get('ok') else 'FAILS: ' + str(m.get('error'))}")
+        elif isinstance(value, dict):
+            if value.get("ok") is False:
+                lines.append(f"{key}: NOT AVAILABLE ({value.get('error')})")
+            else:
+                extra = {k: v for k, v in value.items() if k not in ("ok", "version", "import_s")}
+                ver = value.get("version", "")
+                lines.append(f"{key}: {ver} {extra if extra else ''}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""The jobs the worker can run, by name.
+
+A job is ``fn(params: dict, progress: Progress) -> dict``: JSON-able parameters in, a JSON-able
+result out, progress and cancel through :class:`~sarcoreg.core.progress.Progress`, log messages
+through the ``sarcoreg`` logger. Heavy imports happen inside the job functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .progress import Progress
+
+__all__ = ["JOBS", "get_job"]
+
+Job = Callable[[dict[str, Any], Progress], dict[str, Any]]
+log = logging.getLogger("sarcoreg.jobs")
+
+
+def diagnostics_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Versions, devices and model status of this interpreter (see :mod:`.diagnostics`)."""
+    from .diagnostics import collect
+
+    return collect(progress=progress)
+
+
+def selftest_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Exercise the worker plumbing: progress ticks, cancel, and (on request) a failure.
+
+    Params:
+        seconds (float): how long to run, reporting progress every 50 ms (default 1).
+        fail (str): "" (default), "exception" (raise), "abort" (kill the process hard, as a
+            native crash in a library would) or "exit" (exit with code 7 without a result).
+    """
+    seconds = float(params.get("seconds", 1.0))
+    fail = str(params.get("fail", ""))
+    log.info("selftest: pid %d, %.2f s, fail=%r", os.getpid(), seconds, fail)
+    t0 = time.monotonic()
+    steps = max(1, round(seconds / 0.05))
+    for i in range(steps):
+        time.sleep(0.05)
+        progress.report((i + 1) / steps, f"tick {i + 1}/{steps}")
+        if fail and i >= steps // 2:
+            if fail == "exception":
+                raise RuntimeError("selftest failure requested")
+            if fail == "abort":
+                os.abort()
+            if fail == "exit":
+                os._exit(7)
+    return {"pid": os.getpid(), "steps": steps, "elapsed_s": time.monotonic() - t0}
+
+
+def coregister_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Co-register ``params["target"]`` onto ``params["reference"]`` (see :mod:`.engine`)."""
+    from .engine import run_from_params
+
+    return run_from_params(params, progress)
+
+
+JOBS: dict[str, Job] = {
+    "diagnostics": diagnostics_job,
+    "selftest": selftest_job,
+    "coregister": coregister_job,
+}
+
+
+def get_job(name: str) -> Job:
+    """The job called ``name``; ValueError naming the known jobs otherwise."""
+    try:
+        return JOBS[name]
+    except KeyError:
+        raise ValueError(f"unknown worker job '{name}'; known jobs: {', '.join(sorted(JOBS))}") from None

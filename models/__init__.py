@@ -1,0 +1,1 @@
+"""Network definitions, the model registry (cards) and shipped weight files of sarcoreg."""

@@ -1,0 +1,1 @@
+"""QGIS side of sarcoreg: the Processing provider, its algorithms and the worker bridge."""

@@ -1,0 +1,58 @@
+"""The Processing provider ``sarcoreg`` ("SAR-Optical Co-registration")."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .algorithms import all_algorithms
+from .settings import PLUGIN_DIR, SETTING_PYTHON, default_interpreter
+
+ICON = str(PLUGIN_DIR / "plugin" / "resources" / "icon.svg")
+
+
+class SarcoregProvider(QgsProcessingProvider):
+    """Holds every sarcoreg algorithm; id ``sarcoreg``."""
+
+    def id(self) -> str:  # noqa: A003 (QGIS API name)
+        return "sarcoreg"
+
+    def name(self) -> str:
+        return "SAR-Optical Co-registration"
+
+    def longName(self) -> str:  # noqa: N802
+        return "SAR-Optical Co-registration (sarcoreg)"
+
+    def icon(self) -> QIcon:
+        return QIcon(ICON)
+
+    def svgIconPath(self) -> str:  # noqa: N802
+        return ICON
+
+    def load(self) -> bool:
+        """Register the provider's settings, then its algorithms."""
+        try:
+            from processing.core.ProcessingConfig import ProcessingConfig, Setting
+
+            ProcessingConfig.settingIcons[self.name()] = self.icon()
+            ProcessingConfig.addSetting(
+                Setting(self.name(), SETTING_PYTHON, "Python interpreter for the sarcoreg worker "
+                        "(empty: " + default_interpreter() + ")", "", valuetype=Setting.FILE)
+            )
+            ProcessingConfig.readSettings()
+        except Exception:  # Processing's Python side unavailable: defaults still work
+            pass
+        self.refreshAlgorithms()
+        return True
+
+    def unload(self) -> None:
+        try:
+            from processing.core.ProcessingConfig import ProcessingConfig
+
+            ProcessingConfig.removeSetting(SETTING_PYTHON)
+        except Exception:
+            pass
+
+    def loadAlgorithms(self) -> None:  # noqa: N802
+        for alg in all_algorithms():
+            self.addAlgorithm(alg)
