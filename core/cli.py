@@ -1,0 +1,168 @@
+"""The ``sarcoreg`` command line.
+
+    sarcoreg coregister REFERENCE TARGET --out DIR [--method M] [--transform T] ...
+    sarcoreg demo [--out DIR]        # a real Sentinel-1/2 pair with a known offset
+    sarcoreg matchers                # list the matchers
+    sarcoreg diagnostics [--json]    # versions, devices, models of this interpreter
+    sarcoreg worker                  # JSON-lines worker mode (used by the QGIS plugin)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "demo_main"]
+
+
+def _tqdm_progress() -> Any:
+    from tqdm import tqdm
+
+    from .progress import Progress
+
+    bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}% [{elapsed}<{remaining}] {postfix}",
+               file=sys.stderr, dynamic_ncols=True)
+
+    def update(fraction: float, message: str) -> None:
+        bar.n = round(100.0 * fraction, 1)
+        if message:
+            bar.set_postfix_str(message[:60], refresh=False)
+        bar.refresh()
+
+    return Progress(callback=update), bar
+
+
+def _add_coregister_args(p: argparse.ArgumentParser) -> None:
+    from .engine import CoregOptions
+
+    d = CoregOptions()
+    p.add_argument("reference", help="reference raster (usually optical); its grid and CRS are kept")
+    p.add_argument("target", help="raster to co-register (usually SAR)")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--method", default=d.method, help=f"matcher (default {d.method}; see `sarcoreg matchers`)")
+    p.add_argument("--transform", default=d.transform,
+                   help=f"shift, affine, homography, poly1, poly2, poly3 or tps (default {d.transform})")
+    p.add_argument("--spacing", type=int, default=d.spacing, help=f"tie-point grid spacing, px (default {d.spacing})")
+    p.add_argument("--window", type=int, default=d.window, help=f"template size, px (default {d.window})")
+    p.add_argument("--radius", type=int, default=d.search_radius, dest="search_radius",
+                   help=f"search radius after the coarse offset, px (default {d.search_radius})")
+    p.add_argument("--candidates", default=d.candidates, choices=["grid", "keypoints", "both"])
+    p.add_argument("--reference-bands", type=int, nargs="+", help="1-based reference bands (default all)")
+    p.add_argument("--target-bands", type=int, nargs="+", help="1-based target bands (default all)")
+    p.add_argument("--reference-modality", default="auto", choices=["auto", "optical", "sar"])
+    p.add_argument("--target-modality", default="auto", choices=["auto", "optical", "sar"])
+    p.add_argument("--sar-scale", default="auto", choices=["auto", "amplitude", "intensity", "db"])
+    p.add_argument("--speckle-filter", action="store_true", help="Lee-filter SAR windows")
+    p.add_argument("--no-coarse", action="store_true", help="skip the coarse offset on an overview")
+    p.add_argument("--min-reliability", type=float, default=d.min_reliability)
+    p.add_argument("--ransac-threshold", type=float, default=d.ransac_threshold_px, dest="ransac_threshold_px")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--json", action="store_true", help="print report.json to stdout at the end")
+
+
+def _options_from_args(a: argparse.Namespace) -> Any:
+    from .engine import CoregOptions
+
+    return CoregOptions(
+        method=a.method, transform=a.transform, spacing=a.spacing, window=a.window,
+        search_radius=a.search_radius, candidates=a.candidates, reference_bands=a.reference_bands,
+        target_bands=a.target_bands, reference_modality=a.reference_modality,
+        target_modality=a.target_modality, sar_scale=a.sar_scale, speckle_filter=a.speckle_filter,
+        coarse=not a.no_coarse, min_reliability=a.min_reliability,
+        ransac_threshold_px=a.ransac_threshold_px, seed=a.seed,
+    )
+
+
+def _print_summary(res: Any, out: Path) -> None:
+    r = res.report
+    print(f"method {r['method']} ({r['device']}), transform {r['transform']['type']}: "
+          f"{r['n_inliers']} inliers of {r['n_tiepoints']} tie points ({r['n_candidates']} candidates)")
+    print(f"RMSE {r['rmse_px']:.3f} px ({r['rmse_map']:.3f} {r['map_units']}), CE90 {r['ce90_px']:.3f} px, "
+          f"{r['runtime_s']:.1f} s")
+    print(f"outputs in {out}: " + ", ".join(Path(p).name for p in res.outputs.values()))
+    if "report_html" in res.outputs:
+        print(f"report: {res.outputs['report_html']}")
+
+
+def coregister_main(a: argparse.Namespace) -> int:
+    from .engine import coregister
+
+    progress, bar = _tqdm_progress()
+    try:
+        res = coregister(a.reference, a.target, a.out, _options_from_args(a), progress)
+    finally:
+        bar.close()
+    _print_summary(res, Path(a.out))
+    if a.json:
+        from .worker_protocol import to_jsonable
+
+        print(json.dumps(to_jsonable(res.report), indent=2))
+    return 0
+
+
+def demo_main(a: argparse.Namespace) -> int:
+    """Co-register a real Sentinel-1/2 pair whose SAR georeferencing was offset by a known amount."""
+    from .demo import run_demo
+
+    progress, bar = _tqdm_progress()
+    try:
+        summary = run_demo(Path(a.out), progress=progress, shift_px=(a.dx, a.dy))
+    finally:
+        bar.close()
+    print(summary["text"])
+    return 0 if summary["ok"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sarcoreg`` command."""
+    parser = argparse.ArgumentParser(prog="sarcoreg", description="Co-register SAR rasters to optical rasters.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_coregister_args(sub.add_parser("coregister", help="co-register TARGET onto REFERENCE"))
+    demo = sub.add_parser("demo", help="co-register a real Sentinel-1/2 pair with a known offset")
+    demo.add_argument("--out", default="sarcoreg-demo", help="output folder (default ./sarcoreg-demo)")
+    demo.add_argument("--dx", type=float, default=3.4, help="offset put into the SAR georeferencing, px")
+    demo.add_argument("--dy", type=float, default=-2.6, help="offset put into the SAR georeferencing, px")
+    sub.add_parser("matchers", help="list the available matchers")
+    diag = sub.add_parser("diagnostics", help="versions, devices and models of this interpreter")
+    diag.add_argument("--json", action="store_true")
+    sub.add_parser("worker", help="JSON-lines worker mode (one job on stdin)")
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    if a.command == "worker":
+        from .worker import main as worker_main
+
+        return worker_main()
+    try:
+        if a.command == "coregister":
+            return coregister_main(a)
+        if a.command == "demo":
+            return demo_main(a)
+        if a.command == "matchers":
+            from .matchers.base import available_matchers, get_matcher
+
+            for name in available_matchers():
+                print(f"{name:12s} {getattr(get_matcher(name), 'description', '')}")
+            return 0
+        if a.command == "diagnostics":
+            from .diagnostics import collect, format_text
+
+            rep = collect()
+            print(json.dumps(rep, indent=2) if a.json else format_text(rep))
+            return 0
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"sarcoreg {a.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

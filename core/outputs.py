@@ -1,0 +1,163 @@
+"""Writes every output of a co-registration into the output folder (atomically, file by file)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from osgeo import gdal, osr
+
+from .chips import Preparation
+from .estimation import FitResult
+from .exports import (
+    atomic_path,
+    atomic_write_text,
+    checkerboard,
+    write_gcp_vrt,
+    write_points,
+    write_report_html,
+    write_shift_field,
+    write_tiepoints_gpkg,
+)
+from .progress import Progress
+from .raster_io import CommonGrid, RasterSource
+from .tiepoints import TiePoints
+from .worker_protocol import to_jsonable
+
+__all__ = ["write_coregistered", "write_outputs", "write_report_json"]
+
+log = logging.getLogger("sarcoreg.outputs")
+_COG_OPTIONS = ["COMPRESS=DEFLATE", "PREDICTOR=YES", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS", "OVERVIEWS=AUTO"]
+
+
+def write_report_json(path: Path, report: dict[str, Any]) -> None:
+    """``report.json``: NaN written as null, indented."""
+    atomic_write_text(path, json.dumps(to_jsonable(report), indent=2, allow_nan=False) + "\n")
+
+
+def _same_crs(a: str, b: str) -> bool:
+    if not a or not b:
+        return a == b
+    sa, sb = osr.SpatialReference(), osr.SpatialReference()
+    sa.ImportFromWkt(a)
+    sb.ImportFromWkt(b)
+    return bool(sa.IsSame(sb))
+
+
+def _gt(matrix: np.ndarray) -> tuple[float, ...]:
+    return (float(matrix[0, 2]), float(matrix[0, 0]), float(matrix[0, 1]),
+            float(matrix[1, 2]), float(matrix[1, 0]), float(matrix[1, 1]))
+
+
+def _nodata_for(ds: gdal.Dataset) -> float:
+    band = ds.GetRasterBand(1)
+    nodata = band.GetNoDataValue()
+    if nodata is not None:
+        return float(nodata)
+    return float("nan") if band.DataType in (gdal.GDT_Float32, gdal.GDT_Float64) else 0.0
+
+
+def write_coregistered(path: Path, grid: CommonGrid, fit: FitResult, resampling: str) -> str:
+    """Write the co-registered target (all its bands) as a Cloud-Optimised GeoTIFF.
+
+    Shift and affine models in the reference CRS only update the geotransform (no resampling:
+    the pixel values are the target's own). Other models, or a target in another CRS, are
+    warped onto the reference grid through GCPs sampled densely from the fitted model
+    (thin-plate spline between them; first-order polynomial for affine models).
+
+    Returns:
+        "geotransform" or "warp": how the raster was made.
+    """
+    ref, tgt = grid.reference, grid.target
+    model = fit.model
+    same_frame = grid.mode == "pixel" or (not tgt.has_gcps and _same_crs(tgt.georef.crs_wkt, ref.georef.crs_wkt))
+    if model.is_affine and same_frame:
+        vrt = gdal.Translate("", tgt.dataset, format="VRT")
+        vrt.SetGeoTransform(_gt(ref.georef.matrix @ model.matrix_px))
+        if ref.georef.crs_wkt:
+            vrt.SetProjection(ref.georef.crs_wkt)
+        how = "geotransform"
+    else:
+        n = 21
+        xs, ys = np.meshgrid(np.linspace(0, tgt.width, n), np.linspace(0, tgt.height, n))
+        px = np.column_stack([xs.ravel(), ys.ravel()])
+        mp = ref.georef.pixel_to_map(model.apply(px))
+        gcps = [gdal.GCP(float(m[0]), float(m[1]), 0.0, float(p[0]), float(p[1])) for p, m in zip(px, mp)
+                if np.isfinite(m).all()]
+        src = gdal.Translate("", tgt.dataset, format="VRT", GCPs=gcps,
+                             outputSRS=ref.georef.crs_wkt or None)
+        x0, dx, _, y0, _, dy = ref.georef.geotransform
+        warp_kw: dict[str, Any] = {"tps": True} if not model.is_affine else {"polynomialOrder": 1}
+        vrt = gdal.Warp("", src, format="VRT", outputBounds=(x0, y0 + dy * ref.height, x0 + dx * ref.width, y0),
+                        width=ref.width, height=ref.height, resampleAlg=resampling,
+                        dstSRS=ref.georef.crs_wkt or None, dstNodata=_nodata_for(tgt.dataset), **warp_kw)
+        how = "warp"
+    with atomic_path(path) as tmp:
+        out = gdal.Translate(str(tmp), vrt, format="COG", creationOptions=_COG_OPTIONS)
+        if out is None:
+            raise RuntimeError(f"GDAL could not write {path}")
+        out = None
+    return how
+
+
+def _checkerboards(grid: CommonGrid, coregistered: Path | None, ref_prep: Preparation, tgt_prep: Preparation,
+                   size: int = 384) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Before/after checkerboards of a chip in the middle of the overlap."""
+    x0, y0, w, h = grid.overlap
+    s = int(min(size, w, h))
+    if s < 16:
+        return None, None
+    cx, cy = x0 + (w - s) // 2, y0 + (h - s) // 2
+    ref_chip = ref_prep.read(grid.reference, cx, cy, s)
+    before = checkerboard(np.nan_to_num(ref_chip), np.nan_to_num(tgt_prep.read(grid.target_on_grid, cx, cy, s)))
+    after = None
+    if coregistered is not None and coregistered.exists():
+        g = grid.reference.georef
+        corners = g.pixel_to_map(np.array([[cx, cy], [cx + s, cy + s]], np.float64))
+        bounds = (min(corners[:, 0]), min(corners[:, 1]), max(corners[:, 0]), max(corners[:, 1]))
+        ds = gdal.Warp("", str(coregistered), format="MEM", outputBounds=bounds, width=s, height=s,
+                       dstSRS=g.crs_wkt or None, resampleAlg="bilinear", dstAlpha=True)
+        src = RasterSource(str(coregistered), ds, grid.target.bands, g)
+        after = checkerboard(np.nan_to_num(ref_chip), np.nan_to_num(tgt_prep.apply(src.read(0, 0, s, s))))
+    return before, after
+
+
+def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: TiePoints, report: dict[str, Any],
+                  wanted: list[str], opts: Any, ref_prep: Preparation, tgt_prep: Preparation, progress: Progress,
+                  timings: dict[str, float]) -> dict[str, Path]:
+    """Write the ``wanted`` outputs into ``out_dir``; returns key -> path of what was written."""
+    from .engine import OUTPUT_NAMES
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {k: out_dir / OUTPUT_NAMES[k] for k in OUTPUT_NAMES}
+    done: dict[str, Path] = {}
+    ref_crs = grid.reference.georef.crs_wkt if grid.mode == "georeferenced" else ""
+    steps = [k for k in ("tiepoints", "points", "gcp_vrt", "shifts", "coregistered", "report_html", "report_json")
+             if k in wanted]
+    for i, key in enumerate(steps):
+        progress.report(i / len(steps), f"writing {OUTPUT_NAMES[key]}")
+        p = paths[key]
+        if key == "tiepoints":
+            write_tiepoints_gpkg(p, tiepoints)
+        elif key == "points":
+            write_points(p, tiepoints, grid.target.georef, ref_crs)
+        elif key == "gcp_vrt":
+            write_gcp_vrt(p, grid.target.path, tiepoints, ref_crs)
+        elif key == "shifts":
+            step = max(4, opts.spacing // 4)
+            write_shift_field(p, grid.reference.georef,
+                              lambda xy: grid.target_to_grid(fit.inverse.apply(xy)), step)
+        elif key == "coregistered":
+            report["coregistered_by"] = write_coregistered(p, grid, fit, opts.resampling)
+        elif key == "report_html":
+            before, after = _checkerboards(grid, done.get("coregistered"), ref_prep, tgt_prep)
+            write_report_html(p, report, tiepoints, checkerboard_before=before, checkerboard_after=after)
+        elif key == "report_json":
+            write_report_json(p, report)
+        done[key] = p
+    report["outputs"] = {k: str(v) for k, v in done.items()}
+    progress.report(1.0, "outputs written")
+    return done
