@@ -47,7 +47,7 @@ STAMP="$VENV/.sarcoreg-deps"
 WANT=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   say "installing Python dependencies (torch comes from local wheels where present)"
-  "$PY" -m pip install -q --disable-pip-version-check -c constraints.txt --upgrade "pip>=23" "setuptools>=64"
+  "$PY" -m pip install -q --disable-pip-version-check -c constraints.txt --upgrade "pip>=23" "setuptools>=77"
   "$PY" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[torch,train,dev]"
   echo "$WANT" > "$STAMP"
 else

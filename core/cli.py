@@ -24,8 +24,8 @@ def _tqdm_progress() -> Any:
 
     from .progress import Progress
 
-    bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}% [{elapsed}<{remaining}] {postfix}",
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=100, bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}] {postfix}",
+               file=sys.stderr, dynamic_ncols=True, disable=not sys.stderr.isatty())
 
     def update(fraction: float, message: str) -> None:
         bar.n = round(100.0 * fraction, 1)
