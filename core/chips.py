@@ -67,6 +67,10 @@ def cut_chips(
     """Templates around ``centres`` in the reference and search windows in the target.
 
     Args:
+        reference: The reference raster.
+        target_on_grid: The target on the reference grid.
+        ref_prep: Preparation of reference windows.
+        tgt_prep: Preparation of target windows.
         centres: Template centres, integer reference pixel coordinates ``(N, 2)``.
         window: Template size ``T`` (even).
         radius: Search radius ``R``.

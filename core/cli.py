@@ -1,10 +1,10 @@
 """The ``sarcoreg`` command line.
 
-    sarcoreg coregister REFERENCE TARGET --out DIR [--method M] [--transform T] ...
-    sarcoreg demo [--out DIR]        # a real Sentinel-1/2 pair with a known offset
-    sarcoreg matchers                # list the matchers
-    sarcoreg diagnostics [--json]    # versions, devices, models of this interpreter
-    sarcoreg worker                  # JSON-lines worker mode (used by the QGIS plugin)
+sarcoreg coregister REFERENCE TARGET --out DIR [--method M] [--transform T] ...
+sarcoreg demo [--out DIR]        # a real Sentinel-1/2 pair with a known offset
+sarcoreg matchers                # list the matchers
+sarcoreg diagnostics [--json]    # versions, devices, models of this interpreter
+sarcoreg worker                  # JSON-lines worker mode (used by the QGIS plugin)
 """
 
 from __future__ import annotations
@@ -24,8 +24,13 @@ def _tqdm_progress() -> Any:
 
     from .progress import Progress
 
-    bar = tqdm(total=100, bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}] {postfix}",
-               file=sys.stderr, dynamic_ncols=True, disable=not sys.stderr.isatty())
+    bar = tqdm(
+        total=100,
+        bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}] {postfix}",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=not sys.stderr.isatty(),
+    )
 
     def update(fraction: float, message: str) -> None:
         bar.n = round(100.0 * fraction, 1)
@@ -44,12 +49,20 @@ def _add_coregister_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="raster to co-register (usually SAR)")
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--method", default=d.method, help=f"matcher (default {d.method}; see `sarcoreg matchers`)")
-    p.add_argument("--transform", default=d.transform,
-                   help=f"shift, affine, homography, poly1, poly2, poly3 or tps (default {d.transform})")
+    p.add_argument(
+        "--transform",
+        default=d.transform,
+        help=f"shift, affine, homography, poly1, poly2, poly3 or tps (default {d.transform})",
+    )
     p.add_argument("--spacing", type=int, default=d.spacing, help=f"tie-point grid spacing, px (default {d.spacing})")
     p.add_argument("--window", type=int, default=d.window, help=f"template size, px (default {d.window})")
-    p.add_argument("--radius", type=int, default=d.search_radius, dest="search_radius",
-                   help=f"search radius after the coarse offset, px (default {d.search_radius})")
+    p.add_argument(
+        "--radius",
+        type=int,
+        default=d.search_radius,
+        dest="search_radius",
+        help=f"search radius after the coarse offset, px (default {d.search_radius})",
+    )
     p.add_argument("--candidates", default=d.candidates, choices=["grid", "keypoints", "both"])
     p.add_argument("--reference-bands", type=int, nargs="+", help="1-based reference bands (default all)")
     p.add_argument("--target-bands", type=int, nargs="+", help="1-based target bands (default all)")
@@ -68,21 +81,35 @@ def _options_from_args(a: argparse.Namespace) -> Any:
     from .engine import CoregOptions
 
     return CoregOptions(
-        method=a.method, transform=a.transform, spacing=a.spacing, window=a.window,
-        search_radius=a.search_radius, candidates=a.candidates, reference_bands=a.reference_bands,
-        target_bands=a.target_bands, reference_modality=a.reference_modality,
-        target_modality=a.target_modality, sar_scale=a.sar_scale, speckle_filter=a.speckle_filter,
-        coarse=not a.no_coarse, min_reliability=a.min_reliability,
-        ransac_threshold_px=a.ransac_threshold_px, seed=a.seed,
+        method=a.method,
+        transform=a.transform,
+        spacing=a.spacing,
+        window=a.window,
+        search_radius=a.search_radius,
+        candidates=a.candidates,
+        reference_bands=a.reference_bands,
+        target_bands=a.target_bands,
+        reference_modality=a.reference_modality,
+        target_modality=a.target_modality,
+        sar_scale=a.sar_scale,
+        speckle_filter=a.speckle_filter,
+        coarse=not a.no_coarse,
+        min_reliability=a.min_reliability,
+        ransac_threshold_px=a.ransac_threshold_px,
+        seed=a.seed,
     )
 
 
 def _print_summary(res: Any, out: Path) -> None:
     r = res.report
-    print(f"method {r['method']} ({r['device']}), transform {r['transform']['type']}: "
-          f"{r['n_inliers']} inliers of {r['n_tiepoints']} tie points ({r['n_candidates']} candidates)")
-    print(f"RMSE {r['rmse_px']:.3f} px ({r['rmse_map']:.3f} {r['map_units']}), CE90 {r['ce90_px']:.3f} px, "
-          f"{r['runtime_s']:.1f} s")
+    print(
+        f"method {r['method']} ({r['device']}), transform {r['transform']['type']}: "
+        f"{r['n_inliers']} inliers of {r['n_tiepoints']} tie points ({r['n_candidates']} candidates)"
+    )
+    print(
+        f"RMSE {r['rmse_px']:.3f} px ({r['rmse_map']:.3f} {r['map_units']}), CE90 {r['ce90_px']:.3f} px, "
+        f"{r['runtime_s']:.1f} s"
+    )
     print(f"outputs in {out}: " + ", ".join(Path(p).name for p in res.outputs.values()))
     if "report_html" in res.outputs:
         print(f"report: {res.outputs['report_html']}")
@@ -132,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     diag.add_argument("--json", action="store_true")
     sub.add_parser("worker", help="JSON-lines worker mode (one job on stdin)")
     a = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
     if a.command == "worker":
         from .worker import main as worker_main

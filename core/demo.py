@@ -36,7 +36,9 @@ def _stack(paths: list[Path], out: Path, gt_shift_px: tuple[float, float] = (0.0
     return out
 
 
-def make_demo_inputs(folder: Path, shift_px: tuple[float, float], pair: BigEarthNetPair | None = None) -> tuple[Path, Path]:
+def make_demo_inputs(
+    folder: Path, shift_px: tuple[float, float], pair: BigEarthNetPair | None = None
+) -> tuple[Path, Path]:
     """Write the demo's reference (S2 B04, B03, B02, B08) and offset target (S1 VV, VH)."""
     pair = pair or next((p for p in bigearthnet_pairs() if p.name == DEMO_PAIR), bigearthnet_pairs()[0])
     folder.mkdir(parents=True, exist_ok=True)
@@ -45,25 +47,37 @@ def make_demo_inputs(folder: Path, shift_px: tuple[float, float], pair: BigEarth
     return ref, tgt
 
 
-def run_demo(out: Path, progress: Progress | None = None, shift_px: tuple[float, float] = (3.4, -2.6)) -> dict[str, Any]:
+def run_demo(
+    out: Path, progress: Progress | None = None, shift_px: tuple[float, float] = (3.4, -2.6)
+) -> dict[str, Any]:
     """Run the demo; returns ``{"ok", "text", "error_px", "report"}``."""
     ref, tgt = make_demo_inputs(out / "inputs", shift_px)
-    options = CoregOptions(method="structural", transform="shift", spacing=8, window=64, search_radius=8,
-                           reference_modality="optical", target_modality="sar", reference_bands=[1, 2, 3])
+    options = CoregOptions(
+        method="structural",
+        transform="shift",
+        spacing=8,
+        window=64,
+        search_radius=8,
+        reference_modality="optical",
+        target_modality="sar",
+        reference_bands=[1, 2, 3],
+    )
     res = coregister(ref, tgt, out, options, progress)
     r = res.report
     found = np.asarray(r["median_shift_px"], float)
     err = float(np.hypot(*(found - np.asarray(shift_px))))
     ok = err < 1.0
-    text = "\n".join([
-        f"sarcoreg demo: Sentinel-1 (VV, VH) onto Sentinel-2 (B04, B03, B02), BigEarthNet patch {DEMO_PAIR}",
-        f"  offset put into the SAR georeferencing: dx = {shift_px[0]:+.2f} px, dy = {shift_px[1]:+.2f} px",
-        f"  offset recovered (median of inliers):   dx = {found[0]:+.2f} px, dy = {found[1]:+.2f} px"
-        f"  -> error {err:.2f} px ({err * 10:.1f} m)",
-        f"  tie points: {r['n_inliers']} inliers of {r['n_tiepoints']}; RMSE {r['rmse_px']:.2f} px; "
-        f"{r['runtime_s']:.1f} s on {r['device']}",
-        f"  outputs: {out}",
-        f"  report:  {res.outputs.get('report_html')}",
-        "  " + ("OK" if ok else "WARNING: the recovered offset is more than 1 px off"),
-    ])
+    text = "\n".join(
+        [
+            f"sarcoreg demo: Sentinel-1 (VV, VH) onto Sentinel-2 (B04, B03, B02), BigEarthNet patch {DEMO_PAIR}",
+            f"  offset put into the SAR georeferencing: dx = {shift_px[0]:+.2f} px, dy = {shift_px[1]:+.2f} px",
+            f"  offset recovered (median of inliers):   dx = {found[0]:+.2f} px, dy = {found[1]:+.2f} px"
+            f"  -> error {err:.2f} px ({err * 10:.1f} m)",
+            f"  tie points: {r['n_inliers']} inliers of {r['n_tiepoints']}; RMSE {r['rmse_px']:.2f} px; "
+            f"{r['runtime_s']:.1f} s on {r['device']}",
+            f"  outputs: {out}",
+            f"  report:  {res.outputs.get('report_html')}",
+            "  " + ("OK" if ok else "WARNING: the recovered offset is more than 1 px off"),
+        ]
+    )
     return {"ok": ok, "text": text, "error_px": err, "report": r}

@@ -20,7 +20,7 @@ from .candidates import grid_candidates, keypoint_candidates, texture_score
 from .chips import Preparation, cut_chips
 from .estimation import TRANSFORM_KINDS, FitResult, fit_transform, min_points
 from .matchers.base import ChipBatch, MatchResult, available_matchers, get_matcher
-from .prepare import PercentileStretch, detect_sar_scale, looks_like_sar
+from .prepare import detect_sar_scale, looks_like_sar
 from .progress import Progress
 from .raster_io import CommonGrid, RasterSource, common_grid, open_raster
 from .tiepoints import TiePoints
@@ -167,12 +167,15 @@ def _preparation(source: RasterSource, sample: np.ndarray, modality: str, opts: 
         log.info("%s: SAR, %s scale, dB stretch %.2f..%.2f", Path(source.path).name, scale, stretch.lo, stretch.hi)
         return Preparation("sar", stretch, scale, opts.speckle_filter)
     stretch = fit_stretch_optical(sample, opts.optical_weights)
-    log.info("%s: optical, %d band(s), stretch %.4g..%.4g", Path(source.path).name, sample.shape[0], stretch.lo, stretch.hi)
+    log.info(
+        "%s: optical, %d band(s), stretch %.4g..%.4g", Path(source.path).name, sample.shape[0], stretch.lo, stretch.hi
+    )
     return Preparation("optical", stretch, weights=opts.optical_weights)
 
 
-def _coarse_offset(grid: CommonGrid, ref_prep: Preparation, tgt_prep: Preparation,
-                   opts: CoregOptions) -> tuple[tuple[int, int], dict[str, Any]]:
+def _coarse_offset(
+    grid: CommonGrid, ref_prep: Preparation, tgt_prep: Preparation, opts: CoregOptions
+) -> tuple[tuple[int, int], dict[str, Any]]:
     """Global whole-pixel offset from one structural match of decimated overviews."""
     x0, y0, w, h = grid.overlap
     ref_ov, factor = grid.reference.read_overview(opts.coarse_max_side, grid.overlap)
@@ -184,8 +187,8 @@ def _coarse_offset(grid: CommonGrid, ref_prep: Preparation, tgt_prep: Preparatio
     if r < 2:
         return (0, 0), {"used": False, "reason": "overlap too small for a coarse search"}
     cy, cx = a.shape[0] // 2, a.shape[1] // 2
-    tpl = a[cy - t // 2: cy + t // 2, cx - t // 2: cx + t // 2]
-    srch = b[cy - t // 2 - r: cy + t // 2 + r, cx - t // 2 - r: cx + t // 2 + r]
+    tpl = a[cy - t // 2 : cy + t // 2, cx - t // 2 : cx + t // 2]
+    srch = b[cy - t // 2 - r : cy + t // 2 + r, cx - t // 2 - r : cx + t // 2 + r]
     if srch.shape != (t + 2 * r, t + 2 * r):
         return (0, 0), {"used": False, "reason": "overview window does not fit"}
     valid = np.isfinite(tpl).mean(), np.isfinite(srch).mean()
@@ -193,22 +196,34 @@ def _coarse_offset(grid: CommonGrid, ref_prep: Preparation, tgt_prep: Preparatio
     srch = np.where(np.isfinite(srch), srch, np.nanmean(srch)).astype(np.float32)
     chips = ChipBatch(tpl[None], srch[None], np.array([[cx, cy]], np.float64))
     res = get_matcher("structural").match(chips)
-    info: dict[str, Any] = {"used": True, "factor": factor, "template": t, "radius": r,
-                            "valid_fraction": [float(v) for v in valid]}
+    info: dict[str, Any] = {
+        "used": True,
+        "factor": factor,
+        "template": t,
+        "radius": r,
+        "valid_fraction": [float(v) for v in valid],
+    }
     if not res.valid[0] or res.reliability[0] < opts.min_reliability:
-        info.update(used=False, reason=f"no reliable coarse match ({res.errors[0] or 'low reliability'})",
-                    reliability=float(res.reliability[0]))
+        info.update(
+            used=False,
+            reason=f"no reliable coarse match ({res.errors[0] or 'low reliability'})",
+            reliability=float(res.reliability[0]),
+        )
         return (0, 0), info
     shift = res.shift_xy[0] * factor
     off = (int(round(shift[0])), int(round(shift[1])))
     info.update(offset_px=[float(shift[0]), float(shift[1])], reliability=float(res.reliability[0]))
-    log.info("coarse offset: (%.1f, %.1f) px (overview 1:%.1f, reliability %.2f)", shift[0], shift[1],
-             factor, res.reliability[0])
+    log.info(
+        "coarse offset: (%.1f, %.1f) px (overview 1:%.1f, reliability %.2f)",
+        shift[0],
+        shift[1],
+        factor,
+        res.reliability[0],
+    )
     return off, info
 
 
-def _candidates(grid: CommonGrid, ref_prep: Preparation, opts: CoregOptions,
-                offset: tuple[int, int]) -> np.ndarray:
+def _candidates(grid: CommonGrid, ref_prep: Preparation, opts: CoregOptions, offset: tuple[int, int]) -> np.ndarray:
     """Candidate template centres (reference pixels) inside the overlap with room for the search."""
     x0, y0, w, h = grid.overlap
     # Shrink the usable area by the coarse offset so that search windows stay inside.
@@ -223,16 +238,27 @@ def _candidates(grid: CommonGrid, ref_prep: Preparation, opts: CoregOptions,
     if opts.candidates in ("keypoints", "both"):
         ov, factor = grid.reference.read_overview(2048, (ax0, ay0, aw, ah))
         img = ref_prep.apply(ov)
-        kp = keypoint_candidates(np.nan_to_num(img, nan=0.0), opts.max_keypoints,
-                                 max(8, int(opts.window / factor)) // 2 * 2,
-                                 int(np.ceil(opts.search_radius / factor)), max(2, int(opts.window / (2 * factor))))
+        kp = keypoint_candidates(
+            np.nan_to_num(img, nan=0.0),
+            opts.max_keypoints,
+            max(8, int(opts.window / factor)) // 2 * 2,
+            int(np.ceil(opts.search_radius / factor)),
+            max(2, int(opts.window / (2 * factor))),
+        )
         pts.append(np.round(kp * factor).astype(np.int64) + [ax0, ay0])
     out = np.unique(np.concatenate(pts).astype(np.int64), axis=0) if pts else np.empty((0, 2), np.int64)
     return out
 
 
-def _match_all(grid: CommonGrid, ref_prep: Preparation, tgt_prep: Preparation, centres: np.ndarray,
-               opts: CoregOptions, offset: tuple[int, int], progress: Progress) -> tuple[MatchResult, np.ndarray]:
+def _match_all(
+    grid: CommonGrid,
+    ref_prep: Preparation,
+    tgt_prep: Preparation,
+    centres: np.ndarray,
+    opts: CoregOptions,
+    offset: tuple[int, int],
+    progress: Progress,
+) -> tuple[MatchResult, np.ndarray]:
     """Match every candidate in batches; returns the result (target on the grid) and a skip mask."""
     matcher = get_matcher(opts.method, **opts.matcher_options)
     batch = max(1, int(getattr(matcher, "batch_size", 64)))
@@ -240,8 +266,16 @@ def _match_all(grid: CommonGrid, ref_prep: Preparation, tgt_prep: Preparation, c
     n = len(centres)
     for start in range(0, n, batch):
         progress.report(start / max(n, 1), f"matching tie points {start}/{n} ({opts.method})")
-        chips = cut_chips(grid.reference, grid.target_on_grid, ref_prep, tgt_prep, centres[start:start + batch],
-                          opts.window, opts.search_radius, offset)
+        chips = cut_chips(
+            grid.reference,
+            grid.target_on_grid,
+            ref_prep,
+            tgt_prep,
+            centres[start : start + batch],
+            opts.window,
+            opts.search_radius,
+            offset,
+        )
         result = matcher.match(chips)
         # Skip reasons the engine knows better than the matcher.
         assert chips.reference_valid is not None and chips.target_valid is not None
@@ -261,8 +295,11 @@ def _match_all(grid: CommonGrid, ref_prep: Preparation, tgt_prep: Preparation, c
         result.target_xy = result.target_xy + np.asarray(offset, np.float64)
         parts.append(result)
     progress.report(1.0, f"matched {n} candidates")
-    merged = MatchResult.concatenate(parts) if parts else MatchResult(
-        np.empty((0, 2)), np.empty((0, 2)), np.empty(0), np.empty(0), np.empty(0, bool), opts.method)
+    merged = (
+        MatchResult.concatenate(parts)
+        if parts
+        else MatchResult(np.empty((0, 2)), np.empty((0, 2)), np.empty(0), np.empty(0), np.empty(0, bool), opts.method)
+    )
     return merged, np.asarray([getattr(matcher, "device", "cpu")])
 
 
@@ -287,6 +324,7 @@ def coregister(
             replaced atomically). None: compute only, write nothing.
         options: :class:`CoregOptions`; keyword ``overrides`` replace single fields.
         progress: Progress / cancel; cancel is checked between tie-point batches.
+        **overrides: Single :class:`CoregOptions` fields that replace those of ``options``.
 
     Returns:
         :class:`CoregResult`.
@@ -336,8 +374,14 @@ def coregister(
     t = lap("coarse", t)
 
     centres = _candidates(grid, ref_prep, opts, offset)
-    log.info("%d candidate tie points (%s, spacing %d, window %d, radius %d)", len(centres), opts.candidates,
-             opts.spacing, opts.window, opts.search_radius)
+    log.info(
+        "%d candidate tie points (%s, spacing %d, window %d, radius %d)",
+        len(centres),
+        opts.candidates,
+        opts.spacing,
+        opts.window,
+        opts.search_radius,
+    )
     t = lap("candidates", t)
 
     result, device = _match_all(grid, ref_prep, tgt_prep, centres, opts, offset, progress.sub(0.1, 0.8))
@@ -357,15 +401,29 @@ def coregister(
             f"{min_points(opts.transform)}. Main reasons: {reasons}. Try a smaller spacing, a larger window or "
             f"search radius, another method, or a simpler transform (shift)."
         )
-    fit = fit_transform(target_px, result.ref_xy, opts.transform, threshold_px=opts.ransac_threshold_px,
-                        seed=opts.seed, tps_smoothing=opts.tps_smoothing)
+    fit = fit_transform(
+        target_px,
+        result.ref_xy,
+        opts.transform,
+        threshold_px=opts.ransac_threshold_px,
+        seed=opts.seed,
+        tps_smoothing=opts.tps_smoothing,
+    )
     l2 = ~l1 & ~fit.inliers
     for k in np.nonzero(l2)[0]:
         errors[k] = errors[k] or "rejected by the robust fit"
     tiepoints = TiePoints(
-        ref_xy=result.ref_xy, target_xy=target_px, shift_px=result.target_xy - result.ref_xy,
-        score=result.score, reliability=result.reliability, residual_px=fit.residuals,
-        l1_outlier=l1, l2_outlier=l2, errors=errors, matcher=result.matcher, window=opts.window,
+        ref_xy=result.ref_xy,
+        target_xy=target_px,
+        shift_px=result.target_xy - result.ref_xy,
+        score=result.score,
+        reliability=result.reliability,
+        residual_px=fit.residuals,
+        l1_outlier=l1,
+        l2_outlier=l2,
+        errors=errors,
+        matcher=result.matcher,
+        window=opts.window,
         reference=ref.georef,
     )
     t = lap("estimate", t)
@@ -377,8 +435,19 @@ def coregister(
 
         wanted = opts.write_outputs or list(OUTPUT_NAMES)
         report["runtime_s"] = round(time.perf_counter() - t_start, 3)
-        outputs = write_outputs(Path(out_dir), grid, fit, tiepoints, report, wanted, opts,
-                                ref_prep, tgt_prep, progress.sub(0.85, 1.0), timings)
+        outputs = write_outputs(
+            Path(out_dir),
+            grid,
+            fit,
+            tiepoints,
+            report,
+            wanted,
+            opts,
+            ref_prep,
+            tgt_prep,
+            progress.sub(0.85, 1.0),
+            timings,
+        )
     t = lap("write", t)
     report["timings_s"] = timings
     report["runtime_s"] = round(time.perf_counter() - t_start, 3)
@@ -398,8 +467,18 @@ def _top_reasons(errors: list[str]) -> str:
     return "; ".join(f"{n} x {e}" for e, n in counts.most_common(3)) or "none recorded"
 
 
-def _report(ref: RasterSource, tgt: RasterSource, grid: CommonGrid, opts: CoregOptions, fit: FitResult,
-            tp: TiePoints, coarse: dict[str, Any], device: str, ref_mod: str, tgt_mod: str) -> dict[str, Any]:
+def _report(
+    ref: RasterSource,
+    tgt: RasterSource,
+    grid: CommonGrid,
+    opts: CoregOptions,
+    fit: FitResult,
+    tp: TiePoints,
+    coarse: dict[str, Any],
+    device: str,
+    ref_mod: str,
+    tgt_mod: str,
+) -> dict[str, Any]:
     pixel_size = ref.georef.pixel_size if grid.mode == "georeferenced" else 1.0
     inl = tp.inlier
     shifts = tp.shift_px[inl] if inl.any() else np.empty((0, 2))
@@ -407,8 +486,12 @@ def _report(ref: RasterSource, tgt: RasterSource, grid: CommonGrid, opts: CoregO
         "sarcoreg_version": _version(),
         "method": opts.method,
         "device": device,
-        "transform": {"type": opts.transform, "matrix_px": fit.model.matrix_px.tolist(),
-                      "model": fit.model.to_dict(), "robust_method": fit.robust_method},
+        "transform": {
+            "type": opts.transform,
+            "matrix_px": fit.model.matrix_px.tolist(),
+            "model": fit.model.to_dict(),
+            "robust_method": fit.robust_method,
+        },
         "rmse_px": fit.rmse_px,
         "rmse_x_px": fit.rmse_x_px,
         "rmse_y_px": fit.rmse_y_px,
@@ -423,10 +506,22 @@ def _report(ref: RasterSource, tgt: RasterSource, grid: CommonGrid, opts: CoregO
         "median_shift_px": np.median(shifts, axis=0).tolist() if len(shifts) else [None, None],
         "coarse": coarse,
         "grid": {"mode": grid.mode, "overlap_px": list(grid.overlap)},
-        "reference": {"path": ref.path, "bands": ref.bands, "modality": ref_mod, "size": [ref.width, ref.height],
-                      "crs_wkt": ref.georef.crs_wkt, "geotransform": list(ref.georef.geotransform)},
-        "target": {"path": tgt.path, "bands": tgt.bands, "modality": tgt_mod, "size": [tgt.width, tgt.height],
-                   "crs_wkt": tgt.georef.crs_wkt, "geotransform": list(tgt.georef.geotransform)},
+        "reference": {
+            "path": ref.path,
+            "bands": ref.bands,
+            "modality": ref_mod,
+            "size": [ref.width, ref.height],
+            "crs_wkt": ref.georef.crs_wkt,
+            "geotransform": list(ref.georef.geotransform),
+        },
+        "target": {
+            "path": tgt.path,
+            "bands": tgt.bands,
+            "modality": tgt_mod,
+            "size": [tgt.width, tgt.height],
+            "crs_wkt": tgt.georef.crs_wkt,
+            "geotransform": list(tgt.georef.geotransform),
+        },
         "options": asdict(opts),
     }
 

@@ -85,7 +85,7 @@ def write_coregistered(path: Path, grid: CommonGrid, fit: FitResult, resampling:
         xs, ys = np.meshgrid(np.linspace(0, tgt.width, n), np.linspace(0, tgt.height, n))
         px = np.column_stack([xs.ravel(), ys.ravel()])
         mp = ref.georef.pixel_to_map(model.apply(px))
-        gcps = [gdal.GCP(float(m[0]), float(m[1]), 0.0, float(p[0]), float(p[1])) for p, m in zip(px, mp)
+        gcps = [gdal.GCP(float(m[0]), float(m[1]), 0.0, float(p[0]), float(p[1])) for p, m in zip(px, mp, strict=True)
                 if np.isfinite(m).all()]
         src = gdal.Translate("", tgt.dataset, format="VRT", GCPs=gcps,
                              outputSRS=ref.georef.crs_wkt or None)

@@ -77,8 +77,10 @@ class RasterSource:
         The window may reach outside the raster: those pixels are NaN.
 
         Args:
-            x0, y0: Top-left pixel of the window (may be negative).
-            w, h: Window size in pixels.
+            x0: Left pixel column of the window (may be negative).
+            y0: Top pixel row of the window (may be negative).
+            w: Window width in pixels.
+            h: Window height in pixels.
             out_shape: ``(rows, cols)`` to read decimated; default full resolution.
             average: Decimate by averaging (smooth overviews for matching) rather than by
                 picking pixels (keeps speckle statistics for modality detection).

@@ -106,7 +106,9 @@ class WorkerClient:
         env.update(self.env)
         return env
 
-    def run(self, job: str, params: dict[str, Any], *, cleanup: Iterable[str | os.PathLike[str]] = ()) -> dict[str, Any]:
+    def run(
+        self, job: str, params: dict[str, Any], *, cleanup: Iterable[str | os.PathLike[str]] = ()
+    ) -> dict[str, Any]:
         """Run ``job`` with ``params`` and return its result.
 
         Args:
@@ -130,8 +132,14 @@ class WorkerClient:
                 "interpreter (Processing options, or SARCOREG_PYTHON) to the environment made by setup.sh"
             )
         proc = subprocess.Popen(
-            self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, bufsize=1, env=self._environment(), start_new_session=True,
+            self.command(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=self._environment(),
+            start_new_session=True,
         )
         self.pid = proc.pid
         lines: queue.Queue[str | None] = queue.Queue()
@@ -182,8 +190,9 @@ class WorkerClient:
         if error is not None:
             if error.get("error_type") == "Cancelled":
                 raise WorkerCancelled(str(error.get("message")))
-            raise WorkerError(str(error.get("message")), str(error.get("error_type", "")),
-                              str(error.get("traceback", "")))
+            raise WorkerError(
+                str(error.get("message")), str(error.get("error_type", "")), str(error.get("traceback", ""))
+            )
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         tail = "\n".join(list(stderr_tail)[-15:])
         raise WorkerCrashed(

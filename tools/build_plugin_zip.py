@@ -1,5 +1,7 @@
-"""Build the deployable QGIS plugin zip: ``sarcoreg/`` with the plugin, core, models and training
-code, without the virtual environment, tests, benchmarks or data.
+"""Build the deployable QGIS plugin zip.
+
+The zip holds ``sarcoreg/`` with the plugin, core, models and training code, without the virtual
+environment, tests, benchmarks or data.
 
     python tools/build_plugin_zip.py [--out build/sarcoreg.zip]
 """
@@ -45,6 +47,7 @@ def build(out: Path) -> Path:
 
 
 def main() -> None:
+    """Command-line entry: build the zip where ``--out`` says."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "sarcoreg.zip")
     build(parser.parse_args().out)

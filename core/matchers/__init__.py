@@ -1,0 +1,1 @@
+"""Matchers: the one contract (:mod:`.base`) and its classical implementations."""

@@ -21,8 +21,11 @@ from .base import SarcoregAlgorithm
 
 
 class DiagnosticsAlgorithm(SarcoregAlgorithm):
-    """Reports QGIS / GDAL / PROJ / Python, the worker's interpreter, torch, ONNX Runtime and its
-    execution providers, CUDA devices and whether each shipped model loads."""
+    """Diagnostics of QGIS and of the worker environment.
+
+    Reports QGIS / GDAL / PROJ / Python, the worker's interpreter, torch, ONNX Runtime and its
+    execution providers, CUDA devices and whether each shipped model loads.
+    """
 
     OUTPUT_HTML = "OUTPUT_HTML"
     REPORT = "REPORT"

@@ -82,8 +82,18 @@ def test_diagnostics_through_processing_run(sarcoreg_provider, tmp_path: Path) -
     out = tmp_path / "diag.html"
     result = processing.run("sarcoreg:diagnostics", {"OUTPUT_HTML": str(out)}, feedback=feedback)
     text = result["REPORT"]
-    for needle in ("qgis: 3.", "gdal (QGIS)", "proj (QGIS)", "worker python", "torch", "onnxruntime",
-                   "execution providers: ", "CPUExecutionProvider", "CUDA devices", "shipped models"):
+    for needle in (
+        "qgis: 3.",
+        "gdal (QGIS)",
+        "proj (QGIS)",
+        "worker python",
+        "torch",
+        "onnxruntime",
+        "execution providers: ",
+        "CPUExecutionProvider",
+        "CUDA devices",
+        "shipped models",
+    ):
         assert needle in text, needle
     assert type(text) is str
     html = out.read_text(encoding="utf-8")
@@ -98,7 +108,9 @@ def test_cancel_stops_the_worker_within_a_second(sarcoreg_provider) -> None:  # 
     feedback = _Recorder()
     threading.Timer(0.8, feedback.cancel).start()
     pid_box: list[int] = []
-    feedback.pushInfo = lambda m: pid_box.append(int(m.split("pid ")[1].split(",")[0])) if "selftest: pid" in m else None  # type: ignore[method-assign]
+    feedback.pushInfo = lambda m: (
+        pid_box.append(int(m.split("pid ")[1].split(",")[0])) if "selftest: pid" in m else None
+    )  # type: ignore[method-assign]
     t0 = time.monotonic()
     with pytest.raises(QgsProcessingException, match="cancelled"):
         run_worker_job("selftest", {"seconds": 60}, feedback)
@@ -117,15 +129,17 @@ def test_cancel_diagnostics_algorithm(sarcoreg_provider) -> None:  # type: ignor
     assert feedback.cancelled_at is not None and time.monotonic() - feedback.cancelled_at < 1.0
 
 
-def test_crashing_worker_gives_a_clear_error_and_qgis_stays_up(sarcoreg_provider, tmp_path: Path,
-                                                                 worker_python: str) -> None:  # type: ignore[no-untyped-def]
+def test_crashing_worker_gives_a_clear_error_and_qgis_stays_up(
+    sarcoreg_provider, tmp_path: Path, worker_python: str
+) -> None:  # type: ignore[no-untyped-def]
     import processing
     from processing.core.ProcessingConfig import ProcessingConfig
 
     # An "interpreter" that starts the real worker and then dies of a segfault mid-job.
     fake = tmp_path / "crashing-python"
-    fake.write_text("#!/bin/sh\n(sleep 1; echo 'native library blew up' >&2; kill -SEGV $$) &\n"
-                    f'exec {worker_python} "$@"\n')
+    fake.write_text(
+        f"#!/bin/sh\n(sleep 1; echo 'native library blew up' >&2; kill -SEGV $$) &\nexec {worker_python} \"$@\"\n"
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     ProcessingConfig.setSettingValue("SARCOREG_PYTHON", str(fake))
     try:
