@@ -6,20 +6,19 @@ import hashlib
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from osgeo import gdal, osr
-from scipy.ndimage import shift as nd_shift
-
 from sarcoreg.core.engine import OUTPUT_NAMES, CoregOptions, coregister
 from sarcoreg.core.exports import read_points, read_tiepoints_gpkg
 from sarcoreg.core.progress import Cancelled, Progress
 from sarcoreg.core.raster_io import RasterInputError
 from sarcoreg.core.synthetic import write_geotiff
+from scipy.ndimage import shift as nd_shift
+
 from tests.conftest import shared_data
 
 gdal.UseExceptions()

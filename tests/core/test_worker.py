@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-
 from sarcoreg.core.worker import main as worker_main
 from sarcoreg.core.worker_client import WorkerCancelled, WorkerClient, WorkerCrashed, WorkerError
 from sarcoreg.core.worker_protocol import decode_line, encode_message
