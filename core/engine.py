@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .candidates import grid_candidates, keypoint_candidates, texture_score
+from .candidates import DEFAULT_MIN_TEXTURE, grid_candidates, keypoint_candidates, texture_score
 from .chips import Preparation, cut_chips
 from .estimation import TRANSFORM_KINDS, FitResult, fit_transform, min_points
 from .matchers.base import ChipBatch, MatchResult, available_matchers, get_matcher
@@ -92,7 +92,7 @@ class CoregOptions:
     coarse_max_side: int = 512
     min_reliability: float = 0.15
     min_valid_fraction: float = 0.8
-    min_texture: float = 0.02
+    min_texture: float = DEFAULT_MIN_TEXTURE
     ransac_threshold_px: float = 2.0
     tps_smoothing: float = 0.1
     seed: int = 0

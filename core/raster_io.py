@@ -9,6 +9,7 @@ reference grid back to the original target's pixels.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,10 @@ __all__ = ["RasterSource", "CommonGrid", "open_raster", "common_grid", "RasterIn
 
 gdal.UseExceptions()
 log = logging.getLogger("sarcoreg.raster_io")
+if "GDAL_CACHEMAX" not in os.environ:
+    # GDAL's default block cache is 5 % of RAM; 256 MiB is plenty for windowed matching and keeps
+    # a tile-sized run's memory bounded on small machines.
+    gdal.SetCacheMax(256 * 1024 * 1024)
 
 
 class RasterInputError(ValueError):

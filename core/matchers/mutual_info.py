@@ -59,8 +59,9 @@ class _Evaluator:
         self.n, self.t, self.bins = n, t, bins
         self.ref = ref_bins.reshape(n, 1, t * t).astype(np.int64) * bins
         self.ref_w = ref_valid.reshape(n, 1, t * t).astype(np.float64)
-        self.tgt_view = sliding_window_view(tgt_bins, (t, t), axis=(1, 2))
-        self.tgt_valid_view = sliding_window_view(tgt_valid, (t, t), axis=(1, 2))
+        # (N, M, M, T, T) views: every template-sized patch of every search window.
+        self.tgt_view = sliding_window_view(tgt_bins, (1, t, t))[:, :, :, 0]
+        self.tgt_valid_view = sliding_window_view(tgt_valid, (1, t, t))[:, :, :, 0]
 
     def __call__(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """MI for template corners ``(u, v)``, both ``(N, D)`` int; returns ``(N, D)``."""
@@ -186,7 +187,7 @@ class MutualInfoMatcher(Matcher):
                 if min(a, b) < self.min_valid
                 else ""
             )
-            for a, b in zip(ref_frac, tgt_frac)
+            for a, b in zip(ref_frac, tgt_frac, strict=True)
         ]
         return result_from_maps(
             chips, maps, self.name, weight=np.minimum(ref_frac, tgt_frac), errors=errors

@@ -64,7 +64,7 @@ class SiftMatcher(Matcher):
         self.min_matches = int(min_matches)
         self.contrast_threshold = float(contrast_threshold)
         self.min_valid = float(min_valid)
-        self._sift = cv2.SIFT_create(contrastThreshold=self.contrast_threshold)
+        self._sift = cv2.SIFT.create(contrastThreshold=self.contrast_threshold)
         self._matcher = cv2.BFMatcher(cv2.NORM_L2)
 
     def match(self, chips: ChipBatch) -> MatchResult:

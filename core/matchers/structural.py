@@ -66,13 +66,6 @@ def cfog_features(
     return (feat / (norm + eps * scale + 1e-12)).astype(np.float32)
 
 
-def _box_sums(cube: np.ndarray, size: int) -> np.ndarray:
-    """Sums over every ``size`` x ``size`` window of the last two axes (valid positions only)."""
-    c = np.cumsum(np.cumsum(cube, axis=-1, dtype=np.float64), axis=-2)
-    c = np.pad(c, [(0, 0)] * (c.ndim - 2) + [(1, 0), (1, 0)])
-    return c[..., size:, size:] - c[..., :-size, size:] - c[..., size:, :-size] + c[..., :-size, :-size]
-
-
 def feature_ncc_maps(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """Normalised cross-correlation of feature cubes over all displacements, via FFT.
 
@@ -90,14 +83,21 @@ def feature_ncc_maps(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
     n, k, t, _ = templates.shape
     s = windows.shape[-1]
     m = s - t + 1
+    if templates.shape[:2] != windows.shape[:2] or s < t:
+        raise ValueError(
+            f"feature cubes disagree: templates {templates.shape}, windows {windows.shape}"
+        )
     tz = templates.astype(np.float64) - templates.mean(axis=(2, 3), keepdims=True, dtype=np.float64)
-    w = windows.astype(np.float64)
-    fw = scipy.fft.rfft2(w, s=(s, s), workers=-1)
+    fw = scipy.fft.rfft2(windows.astype(np.float64), s=(s, s), workers=-1)
     ft = scipy.fft.rfft2(tz, s=(s, s), workers=-1)
     cross = scipy.fft.irfft2((fw * np.conj(ft)).sum(axis=1), s=(s, s), workers=-1)[:, :m, :m]
-    s1 = _box_sums(w, t)
-    s2 = _box_sums(w * w, t)
-    var_w = (s2 - s1 * s1 / float(t * t)).sum(axis=1)
+    # Window sums over every template-sized box, also by FFT (a correlation with a box of ones).
+    box = np.conj(scipy.fft.rfft2(np.ones((t, t)), s=(s, s)))
+    s1 = scipy.fft.irfft2(fw * box, s=(s, s), workers=-1)[..., :m, :m]
+    sq = (windows.astype(np.float64) ** 2).sum(axis=1)
+    s2 = scipy.fft.irfft2(scipy.fft.rfft2(sq, s=(s, s), workers=-1) * box, s=(s, s),
+                          workers=-1)[..., :m, :m]
+    var_w = s2 - (s1 * s1).sum(axis=1) / float(t * t)
     var_t = (tz * tz).sum(axis=(1, 2, 3))[:, None, None]
     denom = np.sqrt(np.maximum(var_w, 0.0) * var_t)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -152,8 +152,6 @@ class StructuralMatcher(Matcher):
         Returns:
             Rows with score = the peak feature correlation and maps ``(N, 2R + 1, 2R + 1)``.
         """
-        t = chips.template_size
-        r = chips.radius
         ref = fill_invalid(chips.reference, chips.reference_valid)
         tgt = fill_invalid(chips.target, chips.target_valid)
         # Features of the template are computed on the template alone (its own border),
@@ -161,7 +159,6 @@ class StructuralMatcher(Matcher):
         f_ref = self.features(ref)
         f_tgt = self.features(tgt)
         maps = feature_ncc_maps(f_ref, f_tgt)
-        assert maps.shape[1] == 2 * r + 1 and f_ref.shape[-1] == t
         ref_frac, tgt_frac = valid_fractions(chips)
         errors = [
             (
@@ -170,7 +167,7 @@ class StructuralMatcher(Matcher):
                 if min(a, b) < self.min_valid
                 else ""
             )
-            for a, b in zip(ref_frac, tgt_frac)
+            for a, b in zip(ref_frac, tgt_frac, strict=True)
         ]
         return result_from_maps(
             chips, maps, self.name, weight=np.minimum(ref_frac, tgt_frac), errors=errors
