@@ -215,3 +215,25 @@ def test_worker_job_coregister(optical_pair, tmp_path: Path, worker_python: str)
                        "options": {"transform": "shift", "spacing": 64, "window": 64, "search_radius": 8}})
     assert result["report"]["n_inliers"] > 0 and Path(result["outputs"]["coregistered"]).is_file()
     assert fractions and fractions == sorted(fractions)
+
+
+def test_keypoint_candidates_and_speckle_filter_on_real_sar(tmp_path: Path) -> None:
+    """Real Sentinel-1 dB onto Sentinel-2, keypoint + grid candidates, Lee filter on."""
+    from sarcoreg.core.demo import make_demo_inputs
+
+    ref, tgt = make_demo_inputs(tmp_path, (2.0, 1.0))
+    res = coregister(ref, tgt, None, CoregOptions(transform="shift", candidates="both", spacing=8, window=64,
+                                                  search_radius=8, speckle_filter=True, reference_bands=[1, 2, 3],
+                                                  reference_modality="auto", target_modality="auto"))
+    assert res.report["reference"]["modality"] == "optical" and res.report["target"]["modality"] == "sar"
+    assert res.report["options"]["speckle_filter"] is True
+    assert res.report["n_candidates"] > 25  # keypoints came on top of the 5 x 5 grid
+    assert np.hypot(*(np.asarray(res.report["median_shift_px"]) - [2.0, 1.0])) < 1.5
+
+
+def test_cli_lists_matchers() -> None:
+    done = subprocess.run([sys.executable, "-m", "sarcoreg.core.cli", "matchers"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0
+    names = [line.split()[0] for line in done.stdout.splitlines()]
+    assert {"structural", "ncc", "mi", "sift"} <= set(names)
