@@ -144,8 +144,12 @@ class WorkerClient:
         self.pid = proc.pid
         lines: queue.Queue[str | None] = queue.Queue()
         stderr_tail: deque[str] = deque(maxlen=40)
-        threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True).start()
-        threading.Thread(target=_pump_tail, args=(proc.stderr, stderr_tail), daemon=True).start()
+        pumps = [
+            threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True),
+            threading.Thread(target=_pump_tail, args=(proc.stderr, stderr_tail), daemon=True),
+        ]
+        for pump in pumps:
+            pump.start()
         try:
             assert proc.stdin is not None
             proc.stdin.write(json.dumps({"job": job, "params": params}) + "\n")
@@ -183,6 +187,11 @@ class WorkerClient:
         finally:
             if proc.poll() is None:
                 _stop(proc)
+            for pump in pumps:  # the pipes reach EOF once the process is gone
+                pump.join(timeout=2.0)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
             self.pid = None
         if result is not None and code == 0:
             return result

@@ -7,13 +7,7 @@ from qgis.core import QgsProcessingAlgorithm
 
 def all_algorithms() -> list[QgsProcessingAlgorithm]:
     """A fresh instance of every algorithm the provider offers."""
+    from .coregister import CoregisterAlgorithm
     from .diagnostics import DiagnosticsAlgorithm
 
-    algs: list[QgsProcessingAlgorithm] = [DiagnosticsAlgorithm()]
-    try:
-        from .coregister import CoregisterAlgorithm
-
-        algs.append(CoregisterAlgorithm())
-    except ImportError:
-        pass
-    return algs
+    return [CoregisterAlgorithm(), DiagnosticsAlgorithm()]

@@ -1,0 +1,600 @@
+"""Processing algorithm "Co-register SAR to optical" (``sarcoreg:coregister``).
+
+A thin adapter: Processing parameters -> the worker job ``coregister`` (the engine in
+``sarcoreg.core.engine`` runs in the worker process) -> Processing outputs. Nothing here imports
+numpy or OpenCV: the QGIS process only resolves layers, moves files and copies tie points.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from osgeo import gdal
+from qgis.core import (
+    QgsFeature,
+    QgsFeatureSink,
+    QgsFields,
+    QgsMarkerSymbol,
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputHtml,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingUtils,
+    QgsRasterFileWriter,
+    QgsRasterLayer,
+    QgsRuleBasedRenderer,
+    QgsVectorLayer,
+)
+
+from ..worker_bridge import run_worker_job
+from .base import SarcoregAlgorithm
+
+#: Matcher names offered in the METHOD enum (``sarcoreg.core.matchers`` registers them; the
+#: provider must not import the core here, a test checks that the lists agree).
+MATCHERS: list[str] = ["structural", "ncc", "mi", "sift"]
+#: Matchers that run a network and take a ``device`` matcher option (none yet).
+LEARNED_MATCHERS: frozenset[str] = frozenset()
+#: Transform kinds of ``sarcoreg.core.estimation.TRANSFORM_KINDS``, in enum order.
+TRANSFORMS: list[str] = ["shift", "affine", "homography", "poly1", "poly2", "poly3", "tps"]
+MODALITIES: list[str] = ["auto", "optical", "sar"]
+SAR_SCALES: list[str] = ["auto", "amplitude", "intensity", "db"]
+DEVICES: list[str] = ["auto", "cpu", "cuda"]
+#: Defaults copied from ``sarcoreg.core.engine.CoregOptions`` (a test checks they agree).
+DEFAULTS: dict[str, Any] = {
+    "method": "structural",
+    "transform": "affine",
+    "spacing": 128,
+    "window": 64,
+    "search_radius": 16,
+    "reference_modality": "auto",
+    "target_modality": "auto",
+    "sar_scale": "auto",
+    "speckle_filter": False,
+    "coarse": True,
+    "min_reliability": 0.15,
+    "ransac_threshold_px": 2.0,
+    "seed": 0,
+}
+#: Name of the co-registered raster in the worker's output folder (``OUTPUT_NAMES``).
+COREGISTERED_NAME = "coregistered.tif"
+TIEPOINT_LAYER = "tiepoints"
+
+_HELP = """
+<p>Finds tie points between a <b>reference</b> raster (usually optical, e.g. Sentinel-2) and a
+<b>target</b> raster (usually SAR, e.g. Sentinel-1), fits a transform with a robust (RANSAC) fit,
+and writes the target co-registered onto the reference. The matching runs in the sarcoreg worker
+process; progress, log and <i>Cancel</i> work as usual.</p>
+<h3>Parameters</h3>
+<ul>
+<li><b>Reference raster (optical)</b>: the raster whose georeferencing is trusted. Its CRS and grid
+are kept. File-based rasters only (GeoTIFF, VRT, JP2 ...).</li>
+<li><b>Target raster (SAR) to co-register</b>: the raster to correct; must overlap the reference.</li>
+<li><b>Matching method</b>: <i>structural</i> (CFOG descriptors of oriented gradients, robust to
+the SAR/optical contrast reversal; the default), <i>ncc</i> (normalised cross-correlation, for
+images of the same modality), <i>mi</i> (mutual information; slower), <i>sift</i> (SIFT keypoints,
+for images of similar appearance).</li>
+<li><b>Transform</b>: model fitted to the tie points: <i>shift</i>, <i>affine</i> (default),
+<i>homography</i>, polynomials of order 1-3, or a thin-plate spline (<i>tps</i>). A shift or affine
+result only rewrites the geotransform (no resampling); the others warp the target.</li>
+<li><b>Tie-point spacing</b>: distance between candidate tie points on a regular grid, reference
+pixels.</li>
+<li><b>Matching window</b>: template size in pixels (even, at least 8). Larger windows are more
+reliable on SAR, smaller ones follow local distortions.</li>
+<li><b>Search radius</b>: how far (pixels) each template is searched around its expected place,
+after the coarse offset.</li>
+</ul>
+<h3>Advanced parameters</h3>
+<ul>
+<li><b>Reference / target bands</b>: bands used for matching (none selected: all bands).</li>
+<li><b>Reference / target modality</b>: optical or SAR preprocessing; <i>auto</i> detects it.</li>
+<li><b>SAR scale</b>: how SAR values are stored (amplitude, intensity or dB); <i>auto</i> detects
+it.</li>
+<li><b>Speckle filter</b>: Lee-filter SAR windows before matching.</li>
+<li><b>Coarse offset first</b>: estimate a global offset on an overview before matching (for
+shifts larger than the search radius).</li>
+<li><b>Minimum reliability</b>: tie points below this reliability (0-1) are outliers.</li>
+<li><b>RANSAC threshold</b>: inlier threshold of the robust fit, reference pixels.</li>
+<li><b>Random seed</b>: seed of the robust fit (runs are reproducible).</li>
+<li><b>Device</b>: where learned matchers run (auto, cpu, cuda). The built-in matchers run on the
+CPU; the device actually used is written to the log.</li>
+</ul>
+<h3>Outputs</h3>
+<ul>
+<li><b>Co-registered raster</b>: all target bands, corrected onto the reference.</li>
+<li><b>Tie points</b>: point layer in the reference CRS, one point per candidate, with
+AROSICS-style fields (X_SHIFT_PX, Y_SHIFT_PX, RELIABILITY, RESIDUAL_PX, L1/L2_OUTLIER, OUTLIER,
+LAST_ERR ...). Loaded layers are styled: outliers as grey crosses, inliers coloured by residual.
+Optional: in scripts pass OUTPUT_TIEPOINTS='TEMPORARY_OUTPUT' or a file name to get it.</li>
+<li><b>Folder for the other outputs</b> (optional): QGIS Georeferencer GCPs (gcps.points), a VRT
+with GCPs (gcps.vrt), the shift field (shifts.tif) and the reports (report.html, report.json).
+Left empty, they go to a temporary folder.</li>
+<li><b>RMSE_PX, RMSE_MAP, N_TIEPOINTS, N_INLIERS</b>: fit quality, usable in models.</li>
+<li><b>REPORT_HTML</b>: the HTML report; <b>POINTS_FILE</b>: the Georeferencer .points file.</li>
+</ul>
+"""
+
+
+class CoregisterAlgorithm(SarcoregAlgorithm):
+    """Co-register a SAR raster onto an optical reference through the sarcoreg worker."""
+
+    REFERENCE = "REFERENCE"
+    TARGET = "TARGET"
+    METHOD = "METHOD"
+    TRANSFORM = "TRANSFORM"
+    SPACING = "SPACING"
+    WINDOW = "WINDOW"
+    SEARCH_RADIUS = "SEARCH_RADIUS"
+    REFERENCE_BANDS = "REFERENCE_BANDS"
+    TARGET_BANDS = "TARGET_BANDS"
+    REFERENCE_MODALITY = "REFERENCE_MODALITY"
+    TARGET_MODALITY = "TARGET_MODALITY"
+    SAR_SCALE = "SAR_SCALE"
+    SPECKLE_FILTER = "SPECKLE_FILTER"
+    COARSE = "COARSE"
+    MIN_RELIABILITY = "MIN_RELIABILITY"
+    RANSAC_THRESHOLD = "RANSAC_THRESHOLD"
+    SEED = "SEED"
+    DEVICE = "DEVICE"
+    OUTPUT = "OUTPUT"
+    OUTPUT_TIEPOINTS = "OUTPUT_TIEPOINTS"
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    RMSE_PX = "RMSE_PX"
+    RMSE_MAP = "RMSE_MAP"
+    N_TIEPOINTS = "N_TIEPOINTS"
+    N_INLIERS = "N_INLIERS"
+    REPORT_HTML = "REPORT_HTML"
+    POINTS_FILE = "POINTS_FILE"
+
+    _name = "coregister"
+    _display = "Co-register SAR to optical"
+    _group = "Co-registration"
+    _group_id = "coregistration"
+    _help = _HELP
+
+    def tags(self) -> list[str]:
+        """Search words of the toolbox."""
+        return [
+            "sar",
+            "optical",
+            "coregistration",
+            "registration",
+            "tie points",
+            "gcp",
+            "sentinel-1",
+            "sentinel-2",
+            "georeferencing",
+            "shift",
+        ]
+
+    def shortDescription(self) -> str:  # noqa: N802
+        """One line for the toolbox tooltip."""
+        return self.tr("Finds tie points between a SAR and an optical raster and corrects the SAR.")
+
+    # ----------------------------------------------------------------------------- parameters
+    def initAlgorithm(self, config: Any = None) -> None:  # noqa: N802
+        """Declare the parameters and outputs."""
+        self.addParameter(QgsProcessingParameterRasterLayer(self.REFERENCE, self.tr("Reference raster (optical)")))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.TARGET, self.tr("Target raster (SAR) to co-register")))
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.METHOD,
+                self.tr("Matching method"),
+                options=MATCHERS,
+                defaultValue=MATCHERS.index(DEFAULTS["method"]),
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.TRANSFORM,
+                self.tr("Transform"),
+                options=TRANSFORMS,
+                defaultValue=TRANSFORMS.index(DEFAULTS["transform"]),
+            )
+        )
+        self.addParameter(
+            self._int(self.SPACING, "Tie-point spacing (reference pixels)", DEFAULTS["spacing"], 4, 100000)
+        )
+        self.addParameter(self._int(self.WINDOW, "Matching window (pixels, even)", DEFAULTS["window"], 8, 2048))
+        self.addParameter(self._int(self.SEARCH_RADIUS, "Search radius (pixels)", DEFAULTS["search_radius"], 1, 2048))
+
+        advanced: list[QgsProcessingParameterDefinition] = [
+            QgsProcessingParameterBand(
+                self.REFERENCE_BANDS,
+                self.tr("Reference bands used for matching (none: all)"),
+                None,
+                self.REFERENCE,
+                optional=True,
+                allowMultiple=True,
+            ),
+            QgsProcessingParameterBand(
+                self.TARGET_BANDS,
+                self.tr("Target bands used for matching (none: all)"),
+                None,
+                self.TARGET,
+                optional=True,
+                allowMultiple=True,
+            ),
+            QgsProcessingParameterEnum(
+                self.REFERENCE_MODALITY,
+                self.tr("Reference modality"),
+                options=MODALITIES,
+                defaultValue=MODALITIES.index(DEFAULTS["reference_modality"]),
+            ),
+            QgsProcessingParameterEnum(
+                self.TARGET_MODALITY,
+                self.tr("Target modality"),
+                options=MODALITIES,
+                defaultValue=MODALITIES.index(DEFAULTS["target_modality"]),
+            ),
+            QgsProcessingParameterEnum(
+                self.SAR_SCALE,
+                self.tr("SAR scale"),
+                options=SAR_SCALES,
+                defaultValue=SAR_SCALES.index(DEFAULTS["sar_scale"]),
+            ),
+            QgsProcessingParameterBoolean(
+                self.SPECKLE_FILTER,
+                self.tr("Speckle filter (Lee) on SAR windows"),
+                defaultValue=DEFAULTS["speckle_filter"],
+            ),
+            QgsProcessingParameterBoolean(
+                self.COARSE, self.tr("Estimate a coarse global offset first"), defaultValue=DEFAULTS["coarse"]
+            ),
+            self._double(
+                self.MIN_RELIABILITY, "Minimum tie-point reliability (0-1)", DEFAULTS["min_reliability"], 0.0, 1.0
+            ),
+            self._double(
+                self.RANSAC_THRESHOLD,
+                "RANSAC inlier threshold (reference pixels)",
+                DEFAULTS["ransac_threshold_px"],
+                0.01,
+                1000.0,
+            ),
+            self._int(self.SEED, "Random seed of the robust fit", DEFAULTS["seed"], 0, 2**31 - 1),
+            QgsProcessingParameterEnum(
+                self.DEVICE, self.tr("Device for learned matchers"), options=DEVICES, defaultValue=0
+            ),
+        ]
+        for param in advanced:
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(param)
+
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Co-registered raster")))
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT_TIEPOINTS,
+                self.tr("Tie points"),
+                QgsProcessing.TypeVectorPoint,
+                optional=True,
+                createByDefault=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFolderDestination(
+                self.OUTPUT_FOLDER,
+                self.tr("Folder for the other outputs (GCPs, shift field, reports)"),
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.RMSE_PX, self.tr("RMSE of the fit (pixels)")))
+        self.addOutput(QgsProcessingOutputNumber(self.RMSE_MAP, self.tr("RMSE of the fit (map units)")))
+        self.addOutput(QgsProcessingOutputNumber(self.N_TIEPOINTS, self.tr("Number of usable tie points")))
+        self.addOutput(QgsProcessingOutputNumber(self.N_INLIERS, self.tr("Number of inliers of the fit")))
+        self.addOutput(QgsProcessingOutputHtml(self.REPORT_HTML, self.tr("Co-registration report")))
+        self.addOutput(QgsProcessingOutputFile(self.POINTS_FILE, self.tr("QGIS Georeferencer GCP file (.points)")))
+
+    def _int(self, name: str, label: str, default: int, lo: int, hi: int) -> Any:
+        return QgsProcessingParameterNumber(
+            name, self.tr(label), QgsProcessingParameterNumber.Integer, defaultValue=default, minValue=lo, maxValue=hi
+        )
+
+    def _double(self, name: str, label: str, default: float, lo: float, hi: float) -> Any:
+        return QgsProcessingParameterNumber(
+            name, self.tr(label), QgsProcessingParameterNumber.Double, defaultValue=default, minValue=lo, maxValue=hi
+        )
+
+    # ----------------------------------------------------------------------------- validation
+    def checkParameterValues(self, parameters: Any, context: Any) -> tuple[bool, str]:  # noqa: N802
+        """Check the inputs before anything runs; the message names the bad parameter."""
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        try:
+            self._resolve(parameters, context)
+        except QgsProcessingException as exc:
+            return False, str(exc)
+        return True, ""
+
+    def _label(self, name: str) -> str:
+        definition = self.parameterDefinition(name)
+        return definition.description() if definition is not None else name
+
+    def _raster_path(self, layer: QgsRasterLayer | None, name: str) -> str:
+        """The GDAL-readable source of a raster layer parameter, or an error naming it."""
+        label = self._label(name)
+        if layer is None:
+            raise QgsProcessingException(f"{label}: no raster layer given ({name}).")
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                f"{label}: layer '{layer.name()}' comes from the '{layer.providerType()}' provider; "
+                "sarcoreg reads files with GDAL. Save it as a GeoTIFF (Export > Save As...) and use "
+                "that file."
+            )
+        source = layer.source()
+        candidates = [source] + ([source.split("|")[0]] if "|" in source else [])
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
+        try:
+            for path in candidates:
+                ds = gdal.OpenEx(path, gdal.OF_RASTER)
+                if ds is not None:
+                    ds = None
+                    return path
+        finally:
+            gdal.PopErrorHandler()
+        raise QgsProcessingException(
+            f"{label}: GDAL cannot open '{source}' as a raster; use a file-based raster (GeoTIFF, VRT, JP2 ...)."
+        )
+
+    def _bands(self, parameters: Any, name: str, context: Any, layer: QgsRasterLayer) -> list[int] | None:
+        bands = [int(b) for b in (self.parameterAsInts(parameters, name, context) or [])]
+        bad = [b for b in bands if not 1 <= b <= layer.bandCount()]
+        if bad:
+            raise QgsProcessingException(
+                f"{self._label(name)}: band(s) {bad} do not exist; '{layer.name()}' has {layer.bandCount()} band(s)."
+            )
+        return bands or None
+
+    def _resolve(self, parameters: Any, context: Any) -> dict[str, Any]:
+        """Validate the parameters and build the worker job's ``reference``/``target``/``options``."""
+        ref_layer = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)
+        tgt_layer = self.parameterAsRasterLayer(parameters, self.TARGET, context)
+        reference = self._raster_path(ref_layer, self.REFERENCE)
+        target = self._raster_path(tgt_layer, self.TARGET)
+        if _same_file(reference, target):
+            raise QgsProcessingException(
+                f"{self._label(self.TARGET)} ({self.TARGET}) is the same raster as the "
+                f"{self._label(self.REFERENCE)} ({self.REFERENCE}): '{target}'. Choose the SAR image "
+                "to co-register as the target."
+            )
+        window = self.parameterAsInt(parameters, self.WINDOW, context)
+        if window < 8 or window % 2:
+            raise QgsProcessingException(
+                f"{self._label(self.WINDOW)} ({self.WINDOW}) must be an even number >= 8, got {window}."
+            )
+        spacing = self.parameterAsInt(parameters, self.SPACING, context)
+        radius = self.parameterAsInt(parameters, self.SEARCH_RADIUS, context)
+        for name, value in ((self.SPACING, spacing), (self.SEARCH_RADIUS, radius)):
+            if value < 1:
+                raise QgsProcessingException(f"{self._label(name)} ({name}) must be at least 1, got {value}.")
+        assert ref_layer is not None and tgt_layer is not None
+        method = MATCHERS[self.parameterAsEnum(parameters, self.METHOD, context)]
+        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        options: dict[str, Any] = {
+            "method": method,
+            "transform": TRANSFORMS[self.parameterAsEnum(parameters, self.TRANSFORM, context)],
+            "spacing": spacing,
+            "window": window,
+            "search_radius": radius,
+            "reference_bands": self._bands(parameters, self.REFERENCE_BANDS, context, ref_layer),
+            "target_bands": self._bands(parameters, self.TARGET_BANDS, context, tgt_layer),
+            "reference_modality": MODALITIES[self.parameterAsEnum(parameters, self.REFERENCE_MODALITY, context)],
+            "target_modality": MODALITIES[self.parameterAsEnum(parameters, self.TARGET_MODALITY, context)],
+            "sar_scale": SAR_SCALES[self.parameterAsEnum(parameters, self.SAR_SCALE, context)],
+            "speckle_filter": self.parameterAsBool(parameters, self.SPECKLE_FILTER, context),
+            "coarse": self.parameterAsBool(parameters, self.COARSE, context),
+            "min_reliability": self.parameterAsDouble(parameters, self.MIN_RELIABILITY, context),
+            "ransac_threshold_px": self.parameterAsDouble(parameters, self.RANSAC_THRESHOLD, context),
+            "seed": self.parameterAsInt(parameters, self.SEED, context),
+        }
+        if method in LEARNED_MATCHERS:
+            options["matcher_options"] = {"device": device}
+        return {
+            "reference": reference,
+            "target": target,
+            "options": options,
+            "device": device,
+            "reference_crs": ref_layer.crs(),
+        }
+
+    # ----------------------------------------------------------------------------- running
+    def processAlgorithm(  # noqa: N802
+        self, parameters: Any, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
+        """Run the worker job, then hand its files to Processing."""
+        job = self._resolve(parameters, context)
+        destination = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        if not destination:
+            raise QgsProcessingException(f"{self._label(self.OUTPUT)} ({self.OUTPUT}) is required.")
+        folder = self.parameterAsFileOutput(parameters, self.OUTPUT_FOLDER, context)
+        own_folder = not folder
+        out_dir = folder or QgsProcessingUtils.generateTempFilename("sarcoreg_coregister")
+
+        if job["device"] != "auto" and job["options"]["method"] not in LEARNED_MATCHERS:
+            feedback.pushInfo(
+                f"Device '{job['device']}' is ignored: the '{job['options']['method']}' matcher runs on the CPU."
+            )
+        feedback.pushInfo(f"Reference: {job['reference']}\nTarget: {job['target']}\nOutput folder: {out_dir}")
+        result = run_worker_job(
+            "coregister",
+            {"reference": job["reference"], "target": job["target"], "out_dir": out_dir, "options": job["options"]},
+            feedback,
+            cleanup=[out_dir, destination],
+        )
+        if feedback.isCanceled():
+            if own_folder:
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise QgsProcessingException("sarcoreg coregister: cancelled")
+        report: dict[str, Any] = result.get("report") or {}
+        outputs: dict[str, str] = result.get("outputs") or {}
+        feedback.pushInfo(
+            f"Co-registration: {report.get('n_inliers')} inliers of {report.get('n_tiepoints')} tie points, "
+            f"RMSE {_fmt(report.get('rmse_px'))} px ({_fmt(report.get('rmse_map'))} "
+            f"{report.get('map_units', 'map units')}), median shift of the inliers "
+            f"({', '.join(_fmt(v) for v in report.get('median_shift_px') or [None, None])}) px"
+        )
+        feedback.pushInfo(f"Device: {report.get('device', 'unknown')}; worker time {_fmt(report.get('runtime_s'))} s")
+
+        coregistered = outputs.get("coregistered") or str(Path(out_dir) / COREGISTERED_NAME)
+        _deliver_raster(Path(coregistered), Path(destination), move=own_folder)
+        results: dict[str, Any] = {
+            self.OUTPUT: destination,
+            self.OUTPUT_FOLDER: out_dir,
+            self.RMSE_PX: _number(report.get("rmse_px")),
+            self.RMSE_MAP: _number(report.get("rmse_map")),
+            self.N_TIEPOINTS: _number(report.get("n_tiepoints")),
+            self.N_INLIERS: _number(report.get("n_inliers")),
+            self.REPORT_HTML: outputs.get("report_html", ""),
+            self.POINTS_FILE: outputs.get("points", ""),
+        }
+        if outputs.get("tiepoints"):
+            sink_id = self._copy_tiepoints(parameters, context, outputs["tiepoints"], job["reference_crs"])
+            if sink_id:
+                results[self.OUTPUT_TIEPOINTS] = sink_id
+        return results
+
+    def _copy_tiepoints(self, parameters: Any, context: QgsProcessingContext, gpkg: str, crs: Any) -> str | None:
+        """Copy every feature and field (but the GeoPackage fid) of the worker's tie points."""
+        layer = QgsVectorLayer(f"{gpkg}|layername={TIEPOINT_LAYER}", "tiepoints", "ogr")
+        if not layer.isValid():
+            raise QgsProcessingException(f"cannot read the tie points written to {gpkg}")
+        pk = set(layer.dataProvider().pkAttributeIndexes())
+        keep = [i for i in range(layer.fields().count()) if i not in pk]
+        fields = QgsFields()
+        for i in keep:
+            fields.append(layer.fields().at(i))
+        sink, sink_id = self.parameterAsSink(
+            parameters, self.OUTPUT_TIEPOINTS, context, fields, layer.wkbType(), crs if crs.isValid() else layer.crs()
+        )
+        if sink is None:
+            return None
+        for src in layer.getFeatures():  # a few thousand points at most: not worth a cancel check
+            feat = QgsFeature(fields)
+            feat.setGeometry(src.geometry())
+            attrs = src.attributes()
+            feat.setAttributes([attrs[i] for i in keep])
+            sink.addFeature(feat, QgsFeatureSink.FastInsert)
+        if context.willLoadLayerOnCompletion(sink_id):
+            context.layerToLoadOnCompletionDetails(sink_id).setPostProcessor(TiePointStyler.create())
+        return str(sink_id)
+
+
+class TiePointStyler(QgsProcessingLayerPostProcessorInterface):
+    """Styles the loaded tie-point layer: outliers grey crosses, inliers coloured by residual."""
+
+    _instance: TiePointStyler | None = None
+    #: (upper residual bound in reference pixels, label, colour) of the inlier classes.
+    CLASSES: list[tuple[float | None, str, str]] = [
+        (0.5, "inlier, residual < 0.5 px", "#1a9641"),
+        (1.0, "inlier, residual 0.5-1 px", "#a6d96a"),
+        (2.0, "inlier, residual 1-2 px", "#fdae61"),
+        (None, "inlier, residual >= 2 px", "#d7191c"),
+    ]
+
+    @classmethod
+    def create(cls) -> TiePointStyler:
+        """One shared instance (Processing keeps only a pointer to it, Python must own it)."""
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def postProcessLayer(self, layer: Any, context: Any, feedback: Any) -> None:  # noqa: N802
+        """Give the loaded layer the tie-point renderer (never fails the run)."""
+        try:
+            if isinstance(layer, QgsVectorLayer) and layer.fields().indexOf("RESIDUAL_PX") >= 0:
+                layer.setRenderer(tiepoint_renderer())
+                layer.triggerRepaint()
+        except Exception as exc:  # styling is cosmetic
+            feedback.pushWarning(f"could not style the tie points: {exc}")
+
+
+def tiepoint_renderer() -> QgsRuleBasedRenderer:
+    """Rule-based renderer for a tie-point layer with ``OUTLIER`` and ``RESIDUAL_PX`` fields."""
+    root = QgsRuleBasedRenderer.Rule(None)
+    outlier = QgsMarkerSymbol.createSimple(
+        {"name": "cross2", "color": "#7f7f7f", "outline_color": "#7f7f7f", "size": "2.6", "outline_width": "0.4"}
+    )
+    root.appendChild(QgsRuleBasedRenderer.Rule(outlier, 0, 0, '"OUTLIER"', "outlier / failed"))
+    lower = 0.0
+    for upper, label, colour in TiePointStyler.CLASSES:
+        symbol = QgsMarkerSymbol.createSimple(
+            {"name": "circle", "color": colour, "outline_color": "#232323", "size": "2.4"}
+        )
+        expr = f'NOT "OUTLIER" AND "RESIDUAL_PX" >= {lower}'
+        if upper is not None:
+            expr += f' AND "RESIDUAL_PX" < {upper}'
+            lower = upper
+        root.appendChild(QgsRuleBasedRenderer.Rule(symbol, 0, 0, expr, label))
+    return QgsRuleBasedRenderer(root)
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.normpath(a) == os.path.normpath(b)
+
+
+def _deliver_raster(source: Path, destination: Path, *, move: bool) -> None:
+    """Put the worker's GeoTIFF at ``destination`` atomically, converting for other extensions.
+
+    The file is written under a hidden ``.NAME.partial`` name first and renamed at the end,
+    together with any side-car files the GDAL driver made (``.aux.xml``, ``.hdr`` ...).
+    """
+    if not source.exists():
+        raise QgsProcessingException(f"the worker did not write {source}")
+    if destination.exists() and source.resolve() == destination.resolve():
+        return
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    stem = f".{destination.name}.partial"
+    partial = destination.with_name(stem + destination.suffix)
+
+    def partial_files() -> list[Path]:
+        return [p for p in destination.parent.iterdir() if p.name.startswith(stem + ".")]
+
+    try:
+        if destination.suffix.lower() in (".tif", ".tiff"):
+            if move:
+                shutil.move(str(source), partial)
+            else:
+                shutil.copyfile(source, partial)
+        else:
+            driver = QgsRasterFileWriter.driverForExtension(destination.suffix) or "GTiff"
+            written = gdal.Translate(str(partial), str(source), format=driver)
+            if written is None:
+                raise QgsProcessingException(
+                    f"GDAL could not write the co-registered raster as {driver}: {destination}"
+                )
+            written = None  # closes and flushes the file
+        for part in sorted(partial_files(), key=lambda p: p != partial):  # the raster itself first
+            os.replace(part, destination.with_name(destination.stem + part.name[len(stem) :]))
+    finally:
+        for part in partial_files():
+            part.unlink()
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _fmt(value: Any) -> str:
+    number = _number(value)
+    return "n/a" if number is None else f"{number:.3f}"
