@@ -58,7 +58,7 @@ fi
 say "checking imports"
 QT_QPA_PLATFORM=offscreen "$PY" - <<'PYEOF'
 import importlib
-mods = ["numpy", "scipy", "cv2", "matplotlib", "onnxruntime", "torch", "torchvision", "tqdm",
+mods = ["numpy", "scipy", "cv2", "matplotlib", "onnxruntime", "onnx", "torch", "torchvision", "tqdm",
         "osgeo.gdal", "osgeo.ogr", "bigearthnet_common", "qgis.core", "qgis.analysis", "processing",
         "pytest", "pytest_qgis", "sarcoreg.core", "sarcoreg.models"]
 import sys
