@@ -62,6 +62,15 @@ class CoregOptions:
         optical_weights: Band weights for optical to gray (None: luminance / mean).
         coarse: Estimate a global offset on a decimated overview first (large shifts).
         coarse_max_side: Size of the overview used for the coarse offset.
+        coarse_min_overlap: Skip the coarse stage when the overlap is smaller than this (pixels);
+            its single large template is unreliable on small patches.
+        coarse_min_reliability: A coarse match between this and ``min_reliability`` is a
+            hypothesis: the engine matches with it and with no offset and keeps the run with
+            more inliers (its one big template gives a flat similarity surface, so a right
+            coarse match often has a low reliability).
+        min_coverage: If the inliers span less than this fraction of the overlap in x or y, a
+            transform richer than a shift would be extrapolated wildly: the engine falls back to
+            a shift and says so in the report's warnings.
         min_reliability: Tie points below this reliability (0..1) are level-1 outliers.
         min_valid_fraction: Candidates with less valid (non-nodata) pixels are skipped.
         min_texture: Candidates whose template texture score is below this are skipped.
@@ -90,6 +99,9 @@ class CoregOptions:
     optical_weights: list[float] | None = None
     coarse: bool = True
     coarse_max_side: int = 512
+    coarse_min_overlap: int = 200
+    coarse_min_reliability: float = 0.02
+    min_coverage: float = 0.25
     min_reliability: float = 0.15
     min_valid_fraction: float = 0.8
     min_texture: float = DEFAULT_MIN_TEXTURE
@@ -178,6 +190,8 @@ def _coarse_offset(
 ) -> tuple[tuple[int, int], dict[str, Any]]:
     """Global whole-pixel offset from one structural match of decimated overviews."""
     x0, y0, w, h = grid.overlap
+    if min(w, h) < opts.coarse_min_overlap:
+        return (0, 0), {"used": False, "reason": f"overlap {w} x {h} px is below coarse_min_overlap"}
     ref_ov, factor = grid.reference.read_overview(opts.coarse_max_side, grid.overlap)
     tgt_ov, _ = grid.target_on_grid.read_overview(opts.coarse_max_side, grid.overlap)
     a, b = ref_prep.apply(ref_ov), tgt_prep.apply(tgt_ov)
@@ -203,7 +217,7 @@ def _coarse_offset(
         "radius": r,
         "valid_fraction": [float(v) for v in valid],
     }
-    if not res.valid[0] or res.reliability[0] < opts.min_reliability:
+    if not res.valid[0] or res.reliability[0] < opts.coarse_min_reliability:
         info.update(
             used=False,
             reason=f"no reliable coarse match ({res.errors[0] or 'low reliability'})",
@@ -212,7 +226,11 @@ def _coarse_offset(
         return (0, 0), info
     shift = res.shift_xy[0] * factor
     off = (int(round(shift[0])), int(round(shift[1])))
-    info.update(offset_px=[float(shift[0]), float(shift[1])], reliability=float(res.reliability[0]))
+    info.update(
+        offset_px=[float(shift[0]), float(shift[1])],
+        reliability=float(res.reliability[0]),
+        confident=bool(res.reliability[0] >= opts.min_reliability),
+    )
     log.info(
         "coarse offset: (%.1f, %.1f) px (overview 1:%.1f, reliability %.2f)",
         shift[0],
@@ -303,6 +321,86 @@ def _match_all(
     return merged, np.asarray([getattr(matcher, "device", "cpu")])
 
 
+class TooFewTiePoints(ValueError):
+    """Too few usable tie points for the requested transform (the message says why)."""
+
+
+@dataclass
+class _Attempt:
+    """Matching + robust fit under one prior offset hypothesis."""
+
+    offset: tuple[int, int]
+    result: MatchResult
+    fit: FitResult
+    l1: np.ndarray
+    errors: list[str]
+    target_px: np.ndarray
+    device: str
+    match_s: float
+
+
+def _match_and_fit(
+    grid: CommonGrid,
+    ref_prep: Preparation,
+    tgt_prep: Preparation,
+    opts: CoregOptions,
+    offset: tuple[int, int],
+    progress: Progress,
+) -> _Attempt:
+    """Candidates, matching and the robust fit for one prior offset."""
+    t0 = time.perf_counter()
+    centres = _candidates(grid, ref_prep, opts, offset)
+    log.info(
+        "%d candidate tie points (%s, spacing %d, window %d, radius %d, prior offset %s)",
+        len(centres), opts.candidates, opts.spacing, opts.window, opts.search_radius, offset,
+    )
+    result, device = _match_all(grid, ref_prep, tgt_prep, centres, opts, offset, progress)
+    match_s = time.perf_counter() - t0
+    l1 = ~result.valid | ~(result.reliability >= opts.min_reliability)
+    errors = list(result.errors)
+    for k in np.nonzero(result.valid & (result.reliability < opts.min_reliability))[0]:
+        errors[k] = f"reliability {result.reliability[k]:.2f} < {opts.min_reliability}"
+    target_px = grid.grid_to_target(np.where(l1[:, None], np.nan, result.target_xy))
+    n_ok = int(np.isfinite(target_px).all(axis=1).sum())
+    if n_ok < min_points(opts.transform):
+        raise TooFewTiePoints(
+            f"only {n_ok} usable tie points of {len(centres)} candidates; transform '{opts.transform}' needs "
+            f"{min_points(opts.transform)}. Main reasons: {_top_reasons(errors)}. Try a smaller spacing, a larger "
+            "window or search radius, another method, or a simpler transform (shift)."
+        )
+    fit = fit_transform(
+        target_px, result.ref_xy, opts.transform, threshold_px=opts.ransac_threshold_px, seed=opts.seed,
+        tps_smoothing=opts.tps_smoothing,
+    )
+    return _Attempt(offset, result, fit, l1, errors, target_px, str(device[0]), match_s)
+
+
+def _guard_extrapolation(
+    fit: FitResult,
+    ref_xy: np.ndarray,
+    target_px: np.ndarray,
+    overlap: tuple[int, int, int, int],
+    opts: CoregOptions,
+    warnings: list[str],
+) -> FitResult:
+    """Fall back to a shift when the inliers cover too little of the overlap for ``opts.transform``."""
+    if opts.transform == "shift" or fit.n_inliers == 0:
+        return fit
+    pts = ref_xy[fit.inliers]
+    cover_x = float(np.ptp(pts[:, 0])) / max(overlap[2], 1)
+    cover_y = float(np.ptp(pts[:, 1])) / max(overlap[3], 1)
+    if min(cover_x, cover_y) >= opts.min_coverage:
+        return fit
+    message = (
+        f"the {fit.n_inliers} inliers span only {cover_x:.0%} x {cover_y:.0%} of the overlap: a '{opts.transform}' "
+        "transform would be extrapolated far from its tie points, so a shift was fitted instead "
+        "(use a denser grid or keypoint candidates to get tie points across the image)"
+    )
+    log.warning(message)
+    warnings.append(message)
+    return fit_transform(target_px, ref_xy, "shift", threshold_px=opts.ransac_threshold_px, seed=opts.seed)
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -373,42 +471,31 @@ def coregister(
         offset, coarse_info = _coarse_offset(grid, ref_prep, tgt_prep, opts)
     t = lap("coarse", t)
 
-    centres = _candidates(grid, ref_prep, opts, offset)
-    log.info(
-        "%d candidate tie points (%s, spacing %d, window %d, radius %d)",
-        len(centres),
-        opts.candidates,
-        opts.spacing,
-        opts.window,
-        opts.search_radius,
-    )
-    t = lap("candidates", t)
-
-    result, device = _match_all(grid, ref_prep, tgt_prep, centres, opts, offset, progress.sub(0.1, 0.8))
-    t = lap("match", t)
-
-    progress.report(0.8, "robust fit")
-    l1 = ~result.valid | ~(result.reliability >= opts.min_reliability)
-    errors = list(result.errors)
-    for k in np.nonzero(result.valid & (result.reliability < opts.min_reliability))[0]:
-        errors[k] = f"reliability {result.reliability[k]:.2f} < {opts.min_reliability}"
-    target_px = grid.grid_to_target(np.where(l1[:, None], np.nan, result.target_xy))
-    n_ok = int(np.isfinite(target_px).all(axis=1).sum())
-    if n_ok < min_points(opts.transform):
-        reasons = _top_reasons(errors)
-        raise ValueError(
-            f"only {n_ok} usable tie points of {len(centres)} candidates; transform '{opts.transform}' needs "
-            f"{min_points(opts.transform)}. Main reasons: {reasons}. Try a smaller spacing, a larger window or "
-            f"search radius, another method, or a simpler transform (shift)."
-        )
-    fit = fit_transform(
-        target_px,
-        result.ref_xy,
-        opts.transform,
-        threshold_px=opts.ransac_threshold_px,
-        seed=opts.seed,
-        tps_smoothing=opts.tps_smoothing,
-    )
+    if coarse_info.get("used") and not coarse_info.get("confident") and offset != (0, 0):
+        hypotheses = [offset, (0, 0)]
+    else:
+        hypotheses = [offset]
+    attempts: list[_Attempt] = []
+    failures: list[str] = []
+    for i, hyp in enumerate(hypotheses):
+        span = 0.7 / len(hypotheses)
+        sub_progress = progress.sub(0.1 + i * span, 0.1 + (i + 1) * span)
+        try:
+            attempts.append(_match_and_fit(grid, ref_prep, tgt_prep, opts, hyp, sub_progress))
+        except TooFewTiePoints as exc:
+            failures.append(str(exc))
+    if not attempts:
+        raise TooFewTiePoints(failures[0])
+    best = max(attempts, key=lambda a: a.fit.n_inliers)
+    if len(hypotheses) > 1:
+        coarse_info["hypotheses"] = {str(a.offset): a.fit.n_inliers for a in attempts}
+        coarse_info["chosen_offset"] = list(best.offset)
+        log.info("coarse hypotheses %s: kept offset %s", coarse_info["hypotheses"], best.offset)
+    result, fit, l1, errors, target_px, device = (best.result, best.fit, best.l1, best.errors, best.target_px,
+                                                  best.device)
+    timings["match"] = round(sum(a.match_s for a in attempts), 3)
+    warnings: list[str] = []
+    fit = _guard_extrapolation(fit, result.ref_xy, target_px, grid.overlap, opts, warnings)
     l2 = ~l1 & ~fit.inliers
     for k in np.nonzero(l2)[0]:
         errors[k] = errors[k] or "rejected by the robust fit"
@@ -428,7 +515,8 @@ def coregister(
     )
     t = lap("estimate", t)
 
-    report = _report(ref, tgt, grid, opts, fit, tiepoints, coarse_info, str(device[0]), ref_mod, tgt_mod)
+    report = _report(ref, tgt, grid, opts, fit, tiepoints, coarse_info, device, ref_mod, tgt_mod)
+    report["warnings"] = warnings
     outputs: dict[str, Path] = {}
     if out_dir is not None:
         from .outputs import write_outputs
@@ -487,7 +575,8 @@ def _report(
         "method": opts.method,
         "device": device,
         "transform": {
-            "type": opts.transform,
+            "type": fit.model.kind,
+            "requested": opts.transform,
             "matrix_px": fit.model.matrix_px.tolist(),
             "model": fit.model.to_dict(),
             "robust_method": fit.robust_method,
