@@ -52,6 +52,9 @@ class RasterSource:
     georef: Georef
     has_gcps: bool = False
     alpha_band: int | None = None
+    _overviews: dict[tuple[int, tuple[int, int, int, int], bool], tuple[np.ndarray, float]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def width(self) -> int:
@@ -138,9 +141,13 @@ class RasterSource:
             overview pixel.
         """
         x0, y0, w, h = window or (0, 0, self.width, self.height)
+        key = (max_side, (x0, y0, w, h), average)
+        if key in self._overviews:  # each overview is one full pass over a large raster: keep it
+            return self._overviews[key]
         factor = max(1.0, max(w, h) / float(max_side))
         shape = (max(1, int(round(h / factor))), max(1, int(round(w / factor))))
-        return self.read(x0, y0, w, h, out_shape=shape, average=average), factor
+        self._overviews[key] = (self.read(x0, y0, w, h, out_shape=shape, average=average), factor)
+        return self._overviews[key]
 
 
 def _georef_of(ds: gdal.Dataset) -> tuple[Georef, bool]:
