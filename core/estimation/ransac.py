@@ -154,7 +154,8 @@ def _opencv_mask(mask: np.ndarray | None, n: int) -> np.ndarray:
     return np.asarray(mask, dtype=bool).reshape(n)
 
 
-def robust_affine_opencv(
+def _robust_opencv(
+    kind: str,
     src: np.ndarray,
     dst: np.ndarray,
     threshold: float,
@@ -162,9 +163,10 @@ def robust_affine_opencv(
     max_iters: int,
     seed: int,
 ) -> tuple[np.ndarray, str]:
-    """Inliers of ``cv2.estimateAffine2D`` (MAGSAC++ if available, RANSAC as fallback).
+    """Inliers of OpenCV's robust affine or homography estimator (MAGSAC++, RANSAC fallback).
 
     Args:
+        kind: "affine" (``cv2.estimateAffine2D``) or "homography" (``cv2.findHomography``).
         src: Source pixels ``(M, 2)``.
         dst: Destination pixels ``(M, 2)``.
         threshold: Reprojection threshold in pixels.
@@ -176,58 +178,35 @@ def robust_affine_opencv(
         ``(inlier mask (M,), method name)``; the mask is all False when OpenCV found nothing.
     """
     flag, name = opencv_robust_method()
+    minimal = 3 if kind == "affine" else 4
     candidates = [(flag, name)] + ([(int(cv2.RANSAC), "RANSAC")] if name != "RANSAC" else [])
+    a, b = src.astype(np.float64), dst.astype(np.float64)
     for method, label in candidates:
         cv2.setRNGSeed(int(seed))
-        m, mask = cv2.estimateAffine2D(
-            src.astype(np.float64),
-            dst.astype(np.float64),
-            method=method,
-            ransacReprojThreshold=float(threshold),
-            maxIters=int(max_iters),
-            confidence=float(confidence),
-            refineIters=10,
-        )
+        if kind == "affine":
+            model, mask = cv2.estimateAffine2D(
+                a, b, method=method, ransacReprojThreshold=float(threshold), maxIters=int(max_iters),
+                confidence=float(confidence), refineIters=10,
+            )
+        else:
+            model, mask = cv2.findHomography(
+                a, b, method, float(threshold), maxIters=int(max_iters), confidence=float(confidence)
+            )
         inl = _opencv_mask(mask, len(src))
-        if m is not None and inl.sum() >= 3:
+        if model is not None and inl.sum() >= minimal:
             return inl, label
     return np.zeros(len(src), bool), name
+
+
+def robust_affine_opencv(
+    src: np.ndarray, dst: np.ndarray, threshold: float, confidence: float, max_iters: int, seed: int
+) -> tuple[np.ndarray, str]:
+    """Inliers of ``cv2.estimateAffine2D``; see :func:`_robust_opencv`."""
+    return _robust_opencv("affine", src, dst, threshold, confidence, max_iters, seed)
 
 
 def robust_homography_opencv(
-    src: np.ndarray,
-    dst: np.ndarray,
-    threshold: float,
-    confidence: float,
-    max_iters: int,
-    seed: int,
+    src: np.ndarray, dst: np.ndarray, threshold: float, confidence: float, max_iters: int, seed: int
 ) -> tuple[np.ndarray, str]:
-    """Inliers of ``cv2.findHomography`` (MAGSAC++ if available, RANSAC as fallback).
-
-    Args:
-        src: Source pixels ``(M, 2)``.
-        dst: Destination pixels ``(M, 2)``.
-        threshold: Reprojection threshold in pixels.
-        confidence: RANSAC confidence.
-        max_iters: Maximum iterations.
-        seed: Seed for ``cv2.setRNGSeed``.
-
-    Returns:
-        ``(inlier mask (M,), method name)``; the mask is all False when OpenCV found nothing.
-    """
-    flag, name = opencv_robust_method()
-    candidates = [(flag, name)] + ([(int(cv2.RANSAC), "RANSAC")] if name != "RANSAC" else [])
-    for method, label in candidates:
-        cv2.setRNGSeed(int(seed))
-        h, mask = cv2.findHomography(
-            src.astype(np.float64),
-            dst.astype(np.float64),
-            method,
-            float(threshold),
-            maxIters=int(max_iters),
-            confidence=float(confidence),
-        )
-        inl = _opencv_mask(mask, len(src))
-        if h is not None and inl.sum() >= 4:
-            return inl, label
-    return np.zeros(len(src), bool), name
+    """Inliers of ``cv2.findHomography``; see :func:`_robust_opencv`."""
+    return _robust_opencv("homography", src, dst, threshold, confidence, max_iters, seed)

@@ -19,7 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
 from .base import ChipBatch, Matcher, MatchResult
-from .peaks import fill_invalid, result_from_maps, valid_fractions
+from .peaks import fill_invalid, nodata_errors, result_from_maps
 
 __all__ = ["MutualInfoMatcher", "quantize"]
 
@@ -179,19 +179,8 @@ class MutualInfoMatcher(Matcher):
             if not np.isnan(maps[rows, nv, nu]).any():
                 break
             evaluate(nu, nv)
-        ref_frac, tgt_frac = valid_fractions(chips)
-        errors = [
-            (
-                f"too much nodata (template {a:.0%}, search window {b:.0%} valid, "
-                f"need {self.min_valid:.0%})"
-                if min(a, b) < self.min_valid
-                else ""
-            )
-            for a, b in zip(ref_frac, tgt_frac, strict=True)
-        ]
-        return result_from_maps(
-            chips, maps, self.name, weight=np.minimum(ref_frac, tgt_frac), errors=errors
-        )
+        errors, weight = nodata_errors(chips, self.min_valid)
+        return result_from_maps(chips, maps, self.name, weight=weight, errors=errors)
 
 
 def _mask(images: np.ndarray, valid: np.ndarray | None) -> np.ndarray:

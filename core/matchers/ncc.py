@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from .base import ChipBatch, Matcher, MatchResult
-from .peaks import fill_invalid, result_from_maps, valid_fractions
+from .peaks import fill_invalid, nodata_errors, result_from_maps
 
 __all__ = ["NCCMatcher"]
 
@@ -47,20 +47,10 @@ class NCCMatcher(Matcher):
         tgt = fill_invalid(chips.target, chips.target_valid)
         r = chips.radius
         maps = np.empty((len(chips), 2 * r + 1, 2 * r + 1), dtype=np.float32)
-        errors = []
-        ref_frac, tgt_frac = valid_fractions(chips)
+        errors, weight = nodata_errors(chips, self.min_valid)
         for k in range(len(chips)):
             out = cv2.matchTemplate(tgt[k], ref[k], cv2.TM_CCOEFF_NORMED)
             maps[k] = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
-            if ref_frac[k] < self.min_valid or tgt_frac[k] < self.min_valid:
-                errors.append(
-                    f"too much nodata (template {ref_frac[k]:.0%}, search window "
-                    f"{tgt_frac[k]:.0%} valid, need {self.min_valid:.0%})"
-                )
-            elif float(ref[k].std()) < 1e-6:
-                errors.append("template has no contrast")
-            else:
-                errors.append("")
-        return result_from_maps(
-            chips, maps, self.name, weight=np.minimum(ref_frac, tgt_frac), errors=errors
-        )
+            if not errors[k] and float(ref[k].std()) < 1e-6:
+                errors[k] = "template has no contrast"
+        return result_from_maps(chips, maps, self.name, weight=weight, errors=errors)

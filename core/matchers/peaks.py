@@ -60,6 +60,28 @@ def valid_fractions(chips: ChipBatch) -> tuple[np.ndarray, np.ndarray]:
     return ref.astype(np.float64), tgt.astype(np.float64)
 
 
+
+def nodata_errors(chips: ChipBatch, min_valid: float) -> tuple[list[str], np.ndarray]:
+    """Per-row "too much nodata" errors and the validity weight of each chip pair.
+
+    Args:
+        chips: The batch.
+        min_valid: Smallest valid fraction accepted in the template and the search window.
+
+    Returns:
+        ``(errors, weight)``: an error text ("" when fine) per row and ``(N,)`` weights, the
+        smaller valid fraction of the two chips.
+    """
+    ref_frac, tgt_frac = valid_fractions(chips)
+    errors = [
+        f"too much nodata (template {a:.0%}, search window {b:.0%} valid, need {min_valid:.0%})"
+        if min(a, b) < min_valid
+        else ""
+        for a, b in zip(ref_frac, tgt_frac, strict=True)
+    ]
+    return errors, np.minimum(ref_frac, tgt_frac)
+
+
 def fill_invalid(images: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     """Replace nodata (and non-finite) pixels by the mean of each image's valid pixels.
 

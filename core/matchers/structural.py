@@ -18,7 +18,7 @@ import scipy.fft
 from scipy import ndimage
 
 from .base import ChipBatch, Matcher, MatchResult
-from .peaks import fill_invalid, result_from_maps, valid_fractions
+from .peaks import fill_invalid, nodata_errors, result_from_maps
 
 __all__ = ["StructuralMatcher", "cfog_features", "feature_ncc_maps"]
 
@@ -159,16 +159,5 @@ class StructuralMatcher(Matcher):
         f_ref = self.features(ref)
         f_tgt = self.features(tgt)
         maps = feature_ncc_maps(f_ref, f_tgt)
-        ref_frac, tgt_frac = valid_fractions(chips)
-        errors = [
-            (
-                f"too much nodata (template {a:.0%}, search window {b:.0%} valid, "
-                f"need {self.min_valid:.0%})"
-                if min(a, b) < self.min_valid
-                else ""
-            )
-            for a, b in zip(ref_frac, tgt_frac, strict=True)
-        ]
-        return result_from_maps(
-            chips, maps, self.name, weight=np.minimum(ref_frac, tgt_frac), errors=errors
-        )
+        errors, weight = nodata_errors(chips, self.min_valid)
+        return result_from_maps(chips, maps, self.name, weight=weight, errors=errors)
