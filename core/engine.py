@@ -192,8 +192,16 @@ def _coarse_offset(
     x0, y0, w, h = grid.overlap
     if min(w, h) < opts.coarse_min_overlap:
         return (0, 0), {"used": False, "reason": f"overlap {w} x {h} px is below coarse_min_overlap"}
-    ref_ov, factor = grid.reference.read_overview(opts.coarse_max_side, grid.overlap)
-    tgt_ov, _ = grid.target_on_grid.read_overview(opts.coarse_max_side, grid.overlap)
+    # Crop the whole-raster overviews (already read to find the overlap) to the overlap.
+    ref_ov, factor = grid.reference.read_overview(opts.coarse_max_side)
+    tgt_ov, tgt_factor = grid.target_on_grid.read_overview(opts.coarse_max_side)
+    if tgt_ov.shape != ref_ov.shape or tgt_factor != factor:
+        ref_ov, factor = grid.reference.read_overview(opts.coarse_max_side, grid.overlap)
+        tgt_ov, _ = grid.target_on_grid.read_overview(opts.coarse_max_side, grid.overlap)
+    else:
+        c0, r0 = int(x0 / factor), int(y0 / factor)
+        c1, r1 = int(np.ceil((x0 + w) / factor)), int(np.ceil((y0 + h) / factor))
+        ref_ov, tgt_ov = ref_ov[:, r0:r1, c0:c1], tgt_ov[:, r0:r1, c0:c1]
     a, b = ref_prep.apply(ref_ov), tgt_prep.apply(tgt_ov)
     side = min(a.shape)
     t = max(8, int(side * 0.5) // 2 * 2)
@@ -336,7 +344,6 @@ class _Attempt:
     errors: list[str]
     target_px: np.ndarray
     device: str
-    match_s: float
 
 
 def _match_and_fit(
@@ -348,14 +355,12 @@ def _match_and_fit(
     progress: Progress,
 ) -> _Attempt:
     """Candidates, matching and the robust fit for one prior offset."""
-    t0 = time.perf_counter()
     centres = _candidates(grid, ref_prep, opts, offset)
     log.info(
         "%d candidate tie points (%s, spacing %d, window %d, radius %d, prior offset %s)",
         len(centres), opts.candidates, opts.spacing, opts.window, opts.search_radius, offset,
     )
     result, device = _match_all(grid, ref_prep, tgt_prep, centres, opts, offset, progress)
-    match_s = time.perf_counter() - t0
     l1 = ~result.valid | ~(result.reliability >= opts.min_reliability)
     errors = list(result.errors)
     for k in np.nonzero(result.valid & (result.reliability < opts.min_reliability))[0]:
@@ -372,7 +377,7 @@ def _match_and_fit(
         target_px, result.ref_xy, opts.transform, threshold_px=opts.ransac_threshold_px, seed=opts.seed,
         tps_smoothing=opts.tps_smoothing,
     )
-    return _Attempt(offset, result, fit, l1, errors, target_px, str(device[0]), match_s)
+    return _Attempt(offset, result, fit, l1, errors, target_px, str(device[0]))
 
 
 def _guard_extrapolation(
@@ -493,7 +498,7 @@ def coregister(
         log.info("coarse hypotheses %s: kept offset %s", coarse_info["hypotheses"], best.offset)
     result, fit, l1, errors, target_px, device = (best.result, best.fit, best.l1, best.errors, best.target_px,
                                                   best.device)
-    timings["match"] = round(sum(a.match_s for a in attempts), 3)
+    t = lap("match", t)
     warnings: list[str] = []
     fit = _guard_extrapolation(fit, result.ref_xy, target_px, grid.overlap, opts, warnings)
     l2 = ~l1 & ~fit.inliers
