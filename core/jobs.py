@@ -61,10 +61,34 @@ def coregister_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]
     return run_from_params(params, progress)
 
 
+def export_gcps_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Tie points -> ``.points``, GCP VRT and ``-gcp`` text (see :mod:`.tiepoint_ops`)."""
+    from .tiepoint_ops import export_gcps_from_params
+
+    return export_gcps_from_params(params, progress)
+
+
+def warp_tiepoints_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Warp a raster with a transform fitted to tie points (see :mod:`.tiepoint_ops`)."""
+    from .tiepoint_ops import warp_from_params
+
+    return warp_from_params(params, progress)
+
+
+def evaluate_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Check-point errors of a raster's georeferencing (see :mod:`.tiepoint_ops`)."""
+    from .tiepoint_ops import evaluate_from_params
+
+    return evaluate_from_params(params, progress)
+
+
 JOBS: dict[str, Job] = {
     "diagnostics": diagnostics_job,
     "selftest": selftest_job,
     "coregister": coregister_job,
+    "export_gcps": export_gcps_job,
+    "warp_tiepoints": warp_tiepoints_job,
+    "evaluate": evaluate_job,
 }
 
 

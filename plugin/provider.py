@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from qgis.core import QgsProcessingProvider
+from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms import all_algorithms
 from .settings import PLUGIN_DIR, SETTING_PYTHON, default_interpreter
 
 ICON = str(PLUGIN_DIR / "plugin" / "resources" / "icon.svg")
+#: Graphical models shipped with the plugin (``*.model3``), offered as algorithms of the provider.
+MODELS_DIR = PLUGIN_DIR / "plugin" / "models"
 
 
 class SarcoregProvider(QgsProcessingProvider):
@@ -56,3 +58,8 @@ class SarcoregProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:  # noqa: N802
         for alg in all_algorithms():
             self.addAlgorithm(alg)
+        for path in sorted(MODELS_DIR.glob("*.model3")):
+            model = QgsProcessingModelAlgorithm()
+            if model.fromFile(str(path)):
+                model.setSourceFilePath(str(path))
+                self.addAlgorithm(model)

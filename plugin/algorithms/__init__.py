@@ -9,5 +9,16 @@ def all_algorithms() -> list[QgsProcessingAlgorithm]:
     """A fresh instance of every algorithm the provider offers."""
     from .coregister import CoregisterAlgorithm
     from .diagnostics import DiagnosticsAlgorithm
+    from .evaluate import EvaluateAlgorithm
+    from .export_gcps import ExportGcpsAlgorithm
+    from .extract_tiepoints import ExtractTiePointsAlgorithm
+    from .warp_tiepoints import WarpWithTiePointsAlgorithm
 
-    return [CoregisterAlgorithm(), DiagnosticsAlgorithm()]
+    return [
+        CoregisterAlgorithm(),
+        DiagnosticsAlgorithm(),
+        ExtractTiePointsAlgorithm(),
+        ExportGcpsAlgorithm(),
+        WarpWithTiePointsAlgorithm(),
+        EvaluateAlgorithm(),
+    ]
