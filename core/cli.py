@@ -74,6 +74,8 @@ def _add_coregister_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-reliability", type=float, default=d.min_reliability)
     p.add_argument("--ransac-threshold", type=float, default=d.ransac_threshold_px, dest="ransac_threshold_px")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--model", help="learned matchers: a model name (`sarcoreg models list`) or a .onnx / .pt file")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="learned matchers: device")
     p.add_argument("--json", action="store_true", help="print report.json to stdout at the end")
 
 
@@ -97,7 +99,18 @@ def _options_from_args(a: argparse.Namespace) -> Any:
         min_reliability=a.min_reliability,
         ransac_threshold_px=a.ransac_threshold_px,
         seed=a.seed,
+        matcher_options=_matcher_options(a.model, a.device),
     )
+
+
+def _matcher_options(model: str | None, device: str) -> dict[str, Any]:
+    """Matcher options from ``--model`` / ``--device`` (only those the user gave)."""
+    options: dict[str, Any] = {}
+    if model:
+        options["model"] = model
+    if device != "auto":
+        options["device"] = device
+    return options
 
 
 def _print_summary(res: Any, out: Path) -> None:
@@ -155,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--dx", type=float, default=3.4, help="offset put into the SAR georeferencing, px")
     demo.add_argument("--dy", type=float, default=-2.6, help="offset put into the SAR georeferencing, px")
     sub.add_parser("matchers", help="list the available matchers")
+    models = sub.add_parser("models", help="the shipped patch models (RRL-Net ...)")
+    models.add_argument(
+        "action", nargs="?", choices=["list"], default="list", help="list: one model per line, name first"
+    )
     diag = sub.add_parser("diagnostics", help="versions, devices and models of this interpreter")
     diag.add_argument("--json", action="store_true")
     sub.add_parser("worker", help="JSON-lines worker mode (one job on stdin)")
@@ -177,6 +194,15 @@ def main(argv: list[str] | None = None) -> int:
 
             for name in available_matchers():
                 print(f"{name:12s} {getattr(get_matcher(name), 'description', '')}")
+            return 0
+        if a.command == "models":
+            from sarcoreg.models.registry import check_card, list_cards
+
+            for card in list_cards():
+                status = check_card(card)
+                state = "ok" if status["ok"] else f"BROKEN ({status['error']})"
+                size = card.inputs.get("patch_size", "?")
+                print(f"{card.name}\t{card.method}\tpatch {size}\t{state}\t{card.path}")
             return 0
         if a.command == "diagnostics":
             from .diagnostics import collect, format_text

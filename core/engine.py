@@ -131,6 +131,7 @@ class CoregOptions:
                 raise ValueError(f"{name} must be 'auto', 'optical' or 'sar', got '{getattr(self, name)}'")
         if self.sar_scale not in ("auto", "amplitude", "intensity", "db"):
             raise ValueError(f"sar_scale must be 'auto', 'amplitude', 'intensity' or 'db', got '{self.sar_scale}'")
+        get_matcher(self.method, **self.matcher_options)  # unknown matcher options fail here, early
         unknown = set(self.write_outputs or []) - set(OUTPUT_NAMES)
         if unknown:
             raise ValueError(f"unknown outputs {sorted(unknown)}; known: {', '.join(OUTPUT_NAMES)}")

@@ -1,22 +1,48 @@
-"""The model registry: one JSON card per shipped model in ``models/cards/``.
+"""The model registry: one JSON card per model in a model folder's ``cards/``.
 
 A card says what the model is and how to run it: method, file, input bands and scaling, patch
 size, training data, measured metrics, checksum and licence. Nothing is ever downloaded: the
-file named by a card lies in ``models/`` or at a path the user gives.
+file named by a card lies in its model folder or at a path the user gives.
+
+Model folders: ``models/`` of this package (the shipped models) first, then every folder listed
+in the environment variable ``SARCOREG_MODEL_PATH`` (separated like ``PATH``). Each holds
+``cards/*.json`` and the weight files; a card's relative ``file`` is relative to its folder. A
+model trained with ``sarcoreg-train`` can thus be used by name without copying it into the plugin.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ModelCard", "MODELS_DIR", "check_card", "list_cards", "sha256_of"]
+if TYPE_CHECKING:
+    from .patch_model import PatchModel
+
+__all__ = [
+    "ModelCard",
+    "MODELS_DIR",
+    "check_card",
+    "find_card",
+    "list_cards",
+    "list_models",
+    "load",
+    "model_folders",
+    "sha256_of",
+]
 
 MODELS_DIR = Path(__file__).resolve().parent
 CARDS_DIR = MODELS_DIR / "cards"
+MODEL_PATH_ENV = "SARCOREG_MODEL_PATH"
+
+
+def model_folders() -> list[Path]:
+    """``models/`` first, then the folders in ``$SARCOREG_MODEL_PATH`` that exist."""
+    extra = [Path(p).expanduser() for p in os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep) if p.strip()]
+    return [MODELS_DIR] + [p for p in extra if p.is_dir()]
 
 
 @dataclass(frozen=True)
@@ -53,13 +79,21 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def list_cards(cards_dir: Path = CARDS_DIR) -> list[ModelCard]:
-    """All cards in ``cards_dir``, sorted by name."""
-    cards = []
-    for path in sorted(cards_dir.glob("*.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        cards.append(ModelCard(**data))
-    return sorted(cards, key=lambda c: c.name)
+def list_cards(cards_dir: Path | None = None) -> list[ModelCard]:
+    """All cards, sorted by name: those in ``cards_dir``, or else in every model folder.
+
+    A name found in several folders is taken from the first (the shipped models win).
+    """
+    dirs = [cards_dir] if cards_dir is not None else [f / "cards" for f in model_folders()]
+    cards: dict[str, ModelCard] = {}
+    for d in dirs:
+        for path in sorted(d.glob("*.json")):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not Path(data.get("file", "")).is_absolute():
+                data["file"] = str((path.parent.parent / data["file"]).resolve())
+            card = ModelCard(**data)
+            cards.setdefault(card.name, card)
+    return sorted(cards.values(), key=lambda c: c.name)
 
 
 def check_card(card: ModelCard) -> dict[str, Any]:
@@ -79,3 +113,101 @@ def check_card(card: ModelCard) -> dict[str, Any]:
         except Exception as exc:
             return {**out, "ok": False, "error": f"onnxruntime cannot open it: {exc}"}
     return {**out, "ok": True}
+
+
+def list_models(cards_dir: Path | None = None) -> list[str]:
+    """Names of the shipped models (one card each), sorted."""
+    return [c.name for c in list_cards(cards_dir)]
+
+
+def find_card(name: str, cards_dir: Path | None = None) -> ModelCard:
+    """The card called ``name``.
+
+    Raises:
+        ValueError: No such card; the message lists the known names.
+    """
+    cards = {c.name: c for c in list_cards(cards_dir)}
+    if name not in cards:
+        known = ", ".join(sorted(cards)) or "none"
+        raise ValueError(
+            f"unknown model '{name}'; known models: {known}. Give a .onnx / .pt path, or add the folder that "
+            f"holds the model's cards/ to {MODEL_PATH_ENV}"
+        )
+    return cards[name]
+
+
+def _torch_module_for(state: dict[str, Any], source: str) -> tuple[Any, int]:
+    """Build the inference module whose weights ``state`` holds; returns ``(module, patch_size)``."""
+    if any(k.startswith("tower_a.") for k in state):
+        from .rrlnet import PATCH_SIZE, RRLNet, RRLNetInference
+
+        net = RRLNet().prune_for_inference()
+        drop = ("decoder_a.", "decoder_b.", "stage_heads.", "sub_heads.")
+        net.load_state_dict({k: v for k, v in state.items() if not k.startswith(drop)})
+        return RRLNetInference(net), PATCH_SIZE
+    if "enc_opt.fc.weight" in state:  # AAE (issue 7): architecture inferred from the weight shapes
+        from .aae import AAEInference, aae_from_state_dict
+
+        aae = aae_from_state_dict(state)
+        return AAEInference(aae), aae.config.patch_size
+    if "bnn_config" in state:  # BNN (issue 6): the buffer says backbone, dimension and patch size
+        from .bnn import module_from_state
+
+        return module_from_state(state)
+    raise ValueError(f"{source}: not a known network's state dict (expected RRL-Net keys 'tower_a.*')")
+
+
+def load(name_or_path: str | Path, device: str = "auto", backend: str = "auto", batch_size: int = 128) -> PatchModel:
+    """Load a patch model by card name or file.
+
+    Args:
+        name_or_path: A card name from ``models/cards/*.json`` (see :func:`list_models`), or a path
+            to a ``.onnx`` file (run by ONNX Runtime) or a ``.pt`` file (torch: a pruned state dict
+            such as ``best_inference.pt`` or a training checkpoint such as ``best.pt``).
+        device: ``auto`` (CUDA when the back end has it), ``cpu`` or ``cuda``.
+        backend: ``auto`` (by file type: ONNX Runtime for ``.onnx``), ``onnx`` or ``torch``.
+            The torch back end needs torch and a ``.pt`` file (ONNX graphs are not converted back).
+        batch_size: Pairs per back-end call.
+
+    Returns:
+        An object with ``name``, ``patch_size``, ``device`` and ``score(a, b) -> (N,)``.
+
+    Raises:
+        ValueError: Unknown name, unsupported file type or back end, checksum mismatch.
+        FileNotFoundError: The file is missing.
+    """
+    from .patch_model import OnnxPatchModel, TorchPatchModel
+
+    if backend not in ("auto", "onnx", "torch"):
+        raise ValueError(f"unknown backend '{backend}'; use auto, onnx or torch")
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    name = path.stem
+    if path.suffix.lower() not in (".onnx", ".pt", ".pth"):
+        card = find_card(text)
+        path, name = card.path, card.name
+        if not path.is_file():
+            raise FileNotFoundError(f"model '{name}': weight file {path} is missing")
+        digest = sha256_of(path)
+        if card.sha256 and digest != card.sha256:
+            raise ValueError(
+                f"model '{name}': {path} does not match the card's checksum ({digest[:12]} != {card.sha256[:12]})"
+            )
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if path.suffix.lower() == ".onnx":
+        if backend == "torch":
+            raise ValueError(
+                f"{path} is an ONNX graph; the torch back end needs a .pt file "
+                "(sarcoreg-train writes best_inference.pt)"
+            )
+        return OnnxPatchModel(path, name=name, device=device, batch_size=batch_size)
+    if backend == "onnx":
+        raise ValueError(f"{path} is a torch file; export it to ONNX first or use backend='torch'")
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    module, size = _torch_module_for(state, str(path))
+    return TorchPatchModel(module, size, name=name, device=device, batch_size=batch_size)

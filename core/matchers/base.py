@@ -223,4 +223,13 @@ def get_matcher(name: str, **options: object) -> Matcher:
 
     if name not in _REGISTRY:
         raise ValueError(f"unknown matcher '{name}'; choose one of: {', '.join(available_matchers())}")
+    import inspect
+
+    accepted = inspect.signature(_REGISTRY[name]).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"matcher '{name}' does not take the option(s) {unknown}; it takes: {', '.join(accepted) or 'none'}"
+            )
     return _REGISTRY[name](**options)

@@ -35,6 +35,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsProcessingUtils,
     QgsRasterFileWriter,
     QgsRasterLayer,
@@ -47,9 +48,9 @@ from .base import SarcoregAlgorithm
 
 #: Matcher names offered in the METHOD enum (``sarcoreg.core.matchers`` registers them; the
 #: provider must not import the core here, a test checks that the lists agree).
-MATCHERS: list[str] = ["structural", "ncc", "mi", "sift"]
-#: Matchers that run a network and take a ``device`` matcher option (none yet).
-LEARNED_MATCHERS: frozenset[str] = frozenset()
+MATCHERS: list[str] = ["structural", "ncc", "mi", "sift", "rrlnet", "bnn", "aae"]
+#: Matchers that run a network and take ``model`` and ``device`` matcher options.
+LEARNED_MATCHERS: frozenset[str] = frozenset({"rrlnet", "bnn", "aae"})
 #: Transform kinds of ``sarcoreg.core.estimation.TRANSFORM_KINDS``, in enum order.
 TRANSFORMS: list[str] = ["shift", "affine", "homography", "poly1", "poly2", "poly3", "tps"]
 MODALITIES: list[str] = ["auto", "optical", "sar"]
@@ -88,7 +89,9 @@ are kept. File-based rasters only (GeoTIFF, VRT, JP2 ...).</li>
 <li><b>Matching method</b>: <i>structural</i> (CFOG descriptors of oriented gradients, robust to
 the SAR/optical contrast reversal; the default), <i>ncc</i> (normalised cross-correlation, for
 images of the same modality), <i>mi</i> (mutual information; slower), <i>sift</i> (SIFT keypoints,
-for images of similar appearance).</li>
+for images of similar appearance), and the learned matchers <i>rrlnet</i> (RRL-Net patch
+verification), <i>bnn</i> (BNN / MoCo-BNN two-tower embeddings) and <i>aae</i> (adversarial
+autoencoder descriptors), which need a trained model (see <b>Model</b>).</li>
 <li><b>Transform</b>: model fitted to the tie points: <i>shift</i>, <i>affine</i> (default),
 <i>homography</i>, polynomials of order 1-3, or a thin-plate spline (<i>tps</i>). A shift or affine
 result only rewrites the geotransform (no resampling); the others warp the target.</li>
@@ -113,6 +116,10 @@ shifts larger than the search radius).</li>
 <li><b>Random seed</b>: seed of the robust fit (runs are reproducible).</li>
 <li><b>Device</b>: where learned matchers run (auto, cpu, cuda). The built-in matchers run on the
 CPU; the device actually used is written to the log.</li>
+<li><b>Model</b>: for the learned matchers, a model name (run <i>sarcoreg models list</i> in the
+worker environment; models in folders listed in SARCOREG_MODEL_PATH count too) or the path of a
+.onnx / .pt file. Empty: the method's default model. A missing model gives an error that says
+which model was looked for and where.</li>
 </ul>
 <h3>Outputs</h3>
 <ul>
@@ -151,6 +158,7 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
     RANSAC_THRESHOLD = "RANSAC_THRESHOLD"
     SEED = "SEED"
     DEVICE = "DEVICE"
+    MODEL = "MODEL"
     OUTPUT = "OUTPUT"
     OUTPUT_TIEPOINTS = "OUTPUT_TIEPOINTS"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
@@ -269,6 +277,11 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
             self._int(self.SEED, "Random seed of the robust fit", DEFAULTS["seed"], 0, 2**31 - 1),
             QgsProcessingParameterEnum(
                 self.DEVICE, self.tr("Device for learned matchers"), options=DEVICES, defaultValue=0
+            ),
+            QgsProcessingParameterString(
+                self.MODEL,
+                self.tr("Model for learned matchers (a name from `sarcoreg models list`, or a .onnx / .pt file)"),
+                optional=True,
             ),
         ]
         for param in advanced:
@@ -403,8 +416,14 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
             "ransac_threshold_px": self.parameterAsDouble(parameters, self.RANSAC_THRESHOLD, context),
             "seed": self.parameterAsInt(parameters, self.SEED, context),
         }
+        model = (self.parameterAsString(parameters, self.MODEL, context) or "").strip()
         if method in LEARNED_MATCHERS:
-            options["matcher_options"] = {"device": device}
+            options["matcher_options"] = {"device": device, **({"model": model} if model else {})}
+        elif model:
+            raise QgsProcessingException(
+                f"{self._label(self.MODEL)} ({self.MODEL}) is only used by the learned methods "
+                f"({', '.join(sorted(LEARNED_MATCHERS))}); clear it or pick one of them as {self.METHOD}."
+            )
         return {
             "reference": reference,
             "target": target,

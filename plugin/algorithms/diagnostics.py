@@ -92,8 +92,7 @@ class DiagnosticsAlgorithm(SarcoregAlgorithm):
                 value += "; execution providers: " + ", ".join(info.get("providers", []))
             rows.append((key, value))
         models = worker.get("models", [])
-        if not models:
-            rows.append(("shipped models", "none registered"))
+        rows.append(("shipped models", ", ".join(str(m.get("name")) for m in models) or "none registered"))
         for m in models:
             rows.append((f"model {m.get('name')}", "loads" if m.get("ok") else f"FAILS: {m.get('error')}"))
         return rows

@@ -133,7 +133,8 @@ def test_plugin_lists_match_the_core(sarcoreg_provider) -> None:  # type: ignore
     from sarcoreg.core.estimation import TRANSFORM_KINDS
     from sarcoreg.core.matchers.base import available_matchers
 
-    assert set(alg_module.MATCHERS) <= set(available_matchers())
+    assert set(alg_module.MATCHERS) == set(available_matchers())
+    assert alg_module.LEARNED_MATCHERS <= set(alg_module.MATCHERS)
     assert list(alg_module.TRANSFORMS) == list(TRANSFORM_KINDS)
     core_defaults = asdict(CoregOptions())
     assert {k: core_defaults[k] for k in alg_module.DEFAULTS} == alg_module.DEFAULTS
@@ -158,6 +159,7 @@ def test_plugin_lists_match_the_core(sarcoreg_provider) -> None:  # type: ignore
         "RANSAC_THRESHOLD",
         "SEED",
         "DEVICE",
+        "MODEL",
     }
     outputs = {o.name() for o in alg.outputDefinitions()}
     assert {
@@ -326,3 +328,19 @@ def test_validation_names_the_parameter(
     for name in names:
         assert name in str(info.value), (name, str(info.value))
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_learned_method_without_its_model_says_what_is_missing(sarcoreg_provider, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """rrlnet with a model that does not exist: a Processing error naming the model, QGIS fine."""
+    import processing
+    from qgis.core import QgsProcessingException
+    from sarcoreg.core.demo import make_demo_inputs
+
+    ref, tgt = make_demo_inputs(tmp_path / "in", (1.0, 1.0))
+    params = {"REFERENCE": str(ref), "TARGET": str(tgt), "METHOD": alg_module.MATCHERS.index("rrlnet"),
+              "MODEL": "no-such-model", "OUTPUT": str(tmp_path / "out.tif")}
+    with pytest.raises(QgsProcessingException, match="no-such-model"):
+        processing.run(ALG, params)
+    params.update(METHOD=alg_module.MATCHERS.index("structural"))
+    with pytest.raises(QgsProcessingException, match="MODEL"):
+        processing.run(ALG, params)

@@ -1,0 +1,132 @@
+"""The AAE descriptor matcher: cosine-similarity correspondence maps of learned descriptors.
+
+For every candidate the optical template is embedded once and every ``T x T`` window of the SAR
+search window is embedded in batches (:func:`sarcoreg.core.correspondence.correspondence_maps`);
+the cosine-similarity map (``(2 R + 1, 2 R + 1)``) then goes through
+:func:`~sarcoreg.core.matchers.peaks.result_from_maps` (peak, sub-pixel fit, reliability from
+the map's shape, border rejection) like every other matcher's. ``stride > 1`` evaluates a grid
+of windows plus the dense neighbourhood of the best grid point (NaN elsewhere); ``stride=1`` is
+the paper's full map.
+
+The model is loaded on first use by :func:`sarcoreg.models.descriptor_model.load_descriptor_model`
+(card name, pair-model ``.onnx`` with its two encoder graphs next to it, or a ``.pt``
+checkpoint); only numpy / cv2 are imported until then.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..correspondence import correspondence_maps
+from .base import ChipBatch, Matcher, MatchResult
+from .peaks import fill_invalid, result_from_maps, valid_fractions
+
+__all__ = ["DEFAULT_MODEL", "AAEMatcher"]
+
+#: Card looked for when no model is named.
+DEFAULT_MODEL = "aae-sar-optical"
+
+
+class AAEMatcher(Matcher):
+    """Semi-supervised adversarial-autoencoder descriptors (Hughes & Schmitt 2019) over the search window.
+
+    Args:
+        model: A card name, a pair-model ``.onnx`` path (``<stem>-optical-encoder.onnx`` and
+            ``<stem>-sar-encoder.onnx`` next to it), a ``.pt`` checkpoint, or a loaded model
+            (``patch_size`` and ``embed_optical`` / ``embed_sar``, or ``score``).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        backend: ``auto``, ``onnx`` or ``torch``.
+        stride: Step of the grid of evaluated windows (1 = dense map).
+        min_valid: Smallest share of valid pixels a template and a search window need.
+        batch_size: SAR windows per model call.
+        chips_per_call: Candidates the engine should pass per :meth:`match` call.
+    """
+
+    name: ClassVar[str] = "aae"
+    description: ClassVar[str] = "AAE learned descriptors, cosine correspondence map (Hughes & Schmitt 2019)"
+
+    def __init__(
+        self,
+        model: Any = DEFAULT_MODEL,
+        device: str = "auto",
+        backend: str = "auto",
+        stride: int = 2,
+        min_valid: float = 0.7,
+        batch_size: int = 256,
+        chips_per_call: int = 8,
+    ) -> None:
+        if int(stride) < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        if not 0.0 <= min_valid <= 1.0:
+            raise ValueError(f"min_valid must be in [0, 1], got {min_valid}")
+        by_name = isinstance(model, str) or hasattr(model, "__fspath__")
+        if not by_name and not (hasattr(model, "patch_size") and
+                                (hasattr(model, "embed_sar") or hasattr(model, "score"))):
+            raise ValueError(f"model must be a name, a path or a descriptor model, got {type(model).__name__}")
+        self._model_spec = model
+        self._model: Any = None if by_name else model
+        self._load_options = {"device": device, "backend": backend, "batch_size": batch_size}
+        self.device = str(getattr(self._model, "device", device))
+        self.stride = int(stride)
+        self.min_valid = float(min_valid)
+        self.window_batch = int(batch_size)
+        self.batch_size = int(chips_per_call)
+        #: SAR windows embedded so far (cost accounting).
+        self.evaluations = 0
+
+    @property
+    def model(self) -> Any:
+        """The descriptor model, loaded on first use.
+
+        Raises:
+            ValueError: The named card is not shipped (the message says which card and how to
+                pass a model).
+        """
+        if self._model is None:
+            from sarcoreg.models.descriptor_model import load_descriptor_model
+            from sarcoreg.models.registry import list_models
+
+            spec = self._model_spec
+            is_card = isinstance(spec, str) and not spec.lower().endswith((".onnx", ".pt", ".pth"))
+            if is_card and spec not in list_models():
+                raise ValueError(
+                    f"aae matcher: no model card '{spec}' in sarcoreg/models/cards (shipped: "
+                    f"{', '.join(list_models()) or 'none'}); train one with 'sarcoreg-train aae' and pass "
+                    "it with the 'model' option (a card name, a .onnx pair model with its encoder graphs, "
+                    "or a .pt checkpoint)"
+                )
+            self._model = load_descriptor_model(spec, **self._load_options)
+            self.device = str(self._model.device)
+        return self._model
+
+    def match(self, chips: ChipBatch) -> MatchResult:
+        """Find each optical template in its SAR search window by descriptor cosine similarity.
+
+        Args:
+            chips: Templates ``(N, T, T)`` (optical) and search windows ``(N, T + 2R, T + 2R)`` (SAR).
+
+        Returns:
+            Rows with score = the cosine similarity at the peak, maps ``(N, 2R + 1, 2R + 1)``.
+        """
+        model = self.model
+        ref = np.clip(fill_invalid(chips.reference, chips.reference_valid), 0.0, 1.0)
+        tgt = np.clip(fill_invalid(chips.target, chips.target_valid), 0.0, 1.0)
+        ref_frac, tgt_frac = valid_fractions(chips)
+        errors = []
+        for k in range(len(chips)):
+            if min(ref_frac[k], tgt_frac[k]) < self.min_valid:
+                errors.append(
+                    f"too much nodata (template {ref_frac[k]:.0%}, search window {tgt_frac[k]:.0%} valid, "
+                    f"need {self.min_valid:.0%})"
+                )
+            elif float(ref[k].std()) < 1e-6:
+                errors.append("template has no contrast")
+            else:
+                errors.append("")
+        rows = np.array([k for k, e in enumerate(errors) if not e], dtype=np.int64)
+        maps, count = correspondence_maps(model, ref, tgt, stride=self.stride, rows=rows,
+                                          batch_size=self.window_batch, return_evaluations=True)
+        self.evaluations += int(count)
+        return result_from_maps(chips, maps, self.name, weight=np.minimum(ref_frac, tgt_frac), errors=errors)

@@ -1,0 +1,253 @@
+"""BNN (Bridge Neural Network, MoCo-BNN) as a matcher: dense search in the common embedding space.
+
+The template (from the optical reference) is embedded once by the optical tower ``g``; every
+template-sized patch of the search window (from the SAR target) is embedded by the SAR tower
+``f``, in batches; the similarity map is the contract score ``1 / (1 + h)`` with
+``h = ||f(x_s) - g(x_o)||_2 / sqrt(50)`` over the displacements, and the peak goes through
+:func:`~sarcoreg.core.matchers.peaks.result_from_maps` as for every matcher. ``stride > 1``
+evaluates a coarse grid first and then every displacement within ``stride`` of its best one.
+
+:meth:`BNNMatcher.verify` is the patch verification mode: one score per candidate for the
+template against the search window's centre patch (zero displacement).
+
+Back ends (the model comes from :func:`sarcoreg.models.load` on first use):
+
+* ONNX graphs exported by :func:`sarcoreg.models.bnn.export_onnx` have separate batch axes for
+  ``a`` and ``b``: one template ``(1, 1, P, P)`` is run against ``K`` patches per call (the
+  template's tower costs one patch per call);
+* a torch BNN (``.pt``) is run through ``embed_optical`` / ``embed_sar`` directly;
+* any other patch model is scored pair by pair with the template repeated (slower, same maps).
+
+Templates of another size than the model's patch size are resampled to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from .base import ChipBatch, Matcher, MatchResult
+from .peaks import fill_invalid, result_from_maps, valid_fractions
+
+__all__ = ["DEFAULT_MODEL", "BNNMatcher"]
+
+#: Card name looked for when no model is given (none is shipped until a GPU run trains one).
+DEFAULT_MODEL = "bnn-sar-optical"
+
+
+class BNNMatcher(Matcher):
+    """Dense search with a BNN patch model.
+
+    Args:
+        model: A card name, a ``.onnx`` / ``.pt`` path, or a loaded patch model.
+        device: ``auto``, ``cpu`` or ``cuda`` (for :func:`sarcoreg.models.load`).
+        backend: ``auto``, ``onnx`` or ``torch`` (for :func:`sarcoreg.models.load`).
+        stride: Step of the coarse displacement grid (1 = every displacement).
+        min_valid: Smallest share of valid pixels a template and a search window need.
+        batch_size: Search-window patches per model call.
+        chips_per_call: Candidates the engine passes per :meth:`match` call.
+    """
+
+    name: ClassVar[str] = "bnn"
+    description: ClassVar[str] = "BNN / MoCo-BNN learned common embedding (dense distance map)"
+
+    def __init__(
+        self,
+        model: Any = DEFAULT_MODEL,
+        device: str = "auto",
+        backend: str = "auto",
+        stride: int = 1,
+        min_valid: float = 0.7,
+        batch_size: int = 512,
+        chips_per_call: int = 8,
+    ) -> None:
+        if int(stride) < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        if not 0.0 <= min_valid <= 1.0:
+            raise ValueError(f"min_valid must be in [0, 1], got {min_valid}")
+        is_spec = isinstance(model, str) or hasattr(model, "__fspath__")
+        if not is_spec and (not hasattr(model, "score") or not hasattr(model, "patch_size")):
+            raise ValueError(f"model must be a name, a path or a patch model, got {type(model).__name__}")
+        self._model_spec = model
+        self._model: Any = None if is_spec else model
+        self._load_options = {"device": device, "backend": backend, "batch_size": batch_size}
+        self.device = str(getattr(self._model, "device", device))
+        self.stride = int(stride)
+        self.min_valid = float(min_valid)
+        self.patch_batch = int(batch_size)
+        self.batch_size = int(chips_per_call)
+        #: Number of search-window patches embedded / scored so far.
+        self.evaluations = 0
+
+    @property
+    def model(self) -> Any:
+        """The patch model, loaded by :func:`sarcoreg.models.load` on first use.
+
+        Raises:
+            ValueError: No such card (no BNN model is shipped yet); the message says how to pass one.
+        """
+        if self._model is None:
+            from sarcoreg.models import load
+
+            spec = self._model_spec
+            try:
+                self._model = load(spec, **self._load_options)
+            except ValueError as exc:
+                if "unknown model" not in str(exc):
+                    raise
+                raise ValueError(
+                    f"bnn matcher: no model card '{spec}' (looked for models/cards/{spec}.json; no BNN model "
+                    "is shipped yet). Train one with 'sarcoreg-train bnn ...' and pass its best.onnx with "
+                    "--model PATH (matcher option model=PATH)"
+                ) from exc
+            self.device = str(self._model.device)
+        return self._model
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _resize(self, patches: np.ndarray) -> np.ndarray:
+        """``(M, T, T)`` -> ``(M, P, P)`` float32 (area / linear resampling)."""
+        p = int(self.model.patch_size)
+        patches = np.ascontiguousarray(patches, dtype=np.float32)
+        if patches.shape[1] == p:
+            return patches
+        if len(patches) == 0:
+            return np.zeros((0, p, p), np.float32)
+        interp = cv2.INTER_AREA if patches.shape[1] > p else cv2.INTER_LINEAR
+        return np.stack([cv2.resize(x, (p, p), interpolation=interp) for x in patches])
+
+    def _one_to_many(self, template: np.ndarray, patches: np.ndarray) -> np.ndarray:
+        """Scores ``(K,)`` of one optical template ``(P, P)`` against SAR patches ``(K, P, P)``."""
+        m = self.model
+        k = len(patches)
+        if k == 0:
+            return np.zeros(0, np.float32)
+        self.evaluations += k
+        step = self.patch_batch
+        a = np.ascontiguousarray(template[None, None], dtype=np.float32)
+        session = getattr(m, "session", None)
+        if session is not None and _broadcasts(session):
+            names = m.input_names
+            out = [
+                np.asarray(session.run(None, {names[0]: a, names[1]: patches[i : i + step, None]})[0]).reshape(-1)
+                for i in range(0, k, step)
+            ]
+            return np.concatenate(out).astype(np.float32)
+        module = getattr(m, "module", None)
+        if module is not None and hasattr(module, "embed_sar") and hasattr(module, "embed_optical"):
+            import torch
+
+            dev = next(module.parameters()).device
+            with torch.inference_mode():
+                za = module.embed_optical(torch.from_numpy(a).to(dev))
+                out = []
+                for i in range(0, k, step):
+                    zb = module.embed_sar(torch.from_numpy(np.ascontiguousarray(patches[i : i + step, None])).to(dev))
+                    h = module.distance_of_embeddings(za, zb)
+                    out.append((1.0 / (1.0 + h)).float().cpu().numpy())
+            return np.concatenate(out).astype(np.float32)
+        return np.asarray(m.score(np.repeat(template[None], k, axis=0), patches), np.float32)
+
+    def _evaluate(self, ref_p: np.ndarray, windows: np.ndarray, m: np.ndarray, uv: np.ndarray) -> None:
+        """Fill ``m[v, u]`` for the ``(u, v)`` rows of ``uv`` not evaluated yet."""
+        size = m.shape[0]
+        uv = uv[(uv >= 0).all(axis=1) & (uv < size).all(axis=1)]
+        uv = np.unique(uv, axis=0)
+        uv = uv[np.isnan(m[uv[:, 1], uv[:, 0]])] if len(uv) else uv
+        if len(uv) == 0:
+            return
+        patches = self._resize(windows[uv[:, 1], uv[:, 0]])
+        m[uv[:, 1], uv[:, 0]] = self._one_to_many(ref_p, patches)
+
+    def distance_map(self, template: np.ndarray, window: np.ndarray) -> np.ndarray:
+        """Similarity map of one chip pair.
+
+        Args:
+            template: ``(T, T)`` optical template in [0, 1], no NaN.
+            window: ``(T + 2R, T + 2R)`` SAR search window in [0, 1], no NaN.
+
+        Returns:
+            ``(2R + 1, 2R + 1)`` float32 scores ``1 / (1 + h)``; NaN where not evaluated
+            (only with ``stride > 1``).
+        """
+        t = template.shape[0]
+        size = window.shape[0] - t + 1
+        windows = np.lib.stride_tricks.sliding_window_view(window, (t, t))  # (size, size, T, T)
+        ref_p = self._resize(template[None])[0]
+        m = np.full((size, size), np.nan, np.float32)
+        s = min(self.stride, max(1, size // 2))
+        r = size // 2
+        grid = np.r_[np.arange(r, -1, -s)[::-1], np.arange(r + s, size, s)]
+        uu, vv = np.meshgrid(grid, grid)
+        self._evaluate(ref_p, windows, m, np.stack([uu.ravel(), vv.ravel()], axis=1))
+        if s > 1:
+            for _ in range(3):  # dense around the best, until the best stops moving
+                v0, u0 = np.unravel_index(int(np.nanargmax(m)), m.shape)
+                d = np.arange(-s, s + 1)
+                du, dv = np.meshgrid(d, d)
+                before = int(np.isfinite(m).sum())
+                self._evaluate(ref_p, windows, m, np.stack([u0 + du.ravel(), v0 + dv.ravel()], axis=1))
+                if int(np.isfinite(m).sum()) == before:
+                    break
+        return m
+
+    def _prepare(self, chips: ChipBatch) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+        ref = np.clip(fill_invalid(chips.reference, chips.reference_valid), 0.0, 1.0)
+        tgt = np.clip(fill_invalid(chips.target, chips.target_valid), 0.0, 1.0)
+        ref_frac, tgt_frac = valid_fractions(chips)
+        errors = []
+        for k in range(len(chips)):
+            if min(ref_frac[k], tgt_frac[k]) < self.min_valid:
+                errors.append(
+                    f"too much nodata (template {ref_frac[k]:.0%}, search window {tgt_frac[k]:.0%} valid, "
+                    f"need {self.min_valid:.0%})"
+                )
+            elif float(ref[k].std()) < 1e-6:
+                errors.append("template has no contrast")
+            else:
+                errors.append("")
+        return ref, tgt, errors, np.minimum(ref_frac, tgt_frac)
+
+    def verify(self, chips: ChipBatch) -> np.ndarray:
+        """Patch verification: score ``(N,)`` of each template against its window's centre patch.
+
+        Args:
+            chips: Templates ``(N, T, T)`` (optical) and search windows (SAR) centred on the same point.
+
+        Returns:
+            ``(N,)`` float32 scores ``1 / (1 + h)``; NaN for rows with too much nodata.
+        """
+        ref, tgt, errors, _ = self._prepare(chips)
+        t, r = chips.template_size, chips.radius
+        out = np.full(len(chips), np.nan, np.float32)
+        rows = np.array([k for k, e in enumerate(errors) if not e], dtype=np.int64)
+        if len(rows):
+            a = self._resize(ref[rows])
+            b = self._resize(tgt[rows, r : r + t, r : r + t])
+            self.evaluations += len(rows)
+            out[rows] = np.asarray(self.model.score(a, b), np.float32)  # one batched pairwise call
+        return out
+
+    def match(self, chips: ChipBatch) -> MatchResult:
+        """Find each template in its search window by dense search in the embedding space.
+
+        Args:
+            chips: Optical templates ``(N, T, T)`` and SAR search windows ``(N, T + 2R, T + 2R)``.
+
+        Returns:
+            Rows with score = ``1 / (1 + h)`` at the peak and the maps ``(N, 2R + 1, 2R + 1)``.
+        """
+        ref, tgt, errors, weight = self._prepare(chips)
+        size = 2 * chips.radius + 1
+        maps = np.full((len(chips), size, size), np.nan, np.float32)
+        for k in range(len(chips)):
+            if not errors[k]:
+                maps[k] = self.distance_map(ref[k], tgt[k])
+        return result_from_maps(chips, maps, self.name, weight=weight, errors=errors)
+
+
+def _broadcasts(session: Any) -> bool:
+    """Whether an ONNX graph's two inputs have distinct symbolic batch axes (one-to-many scoring)."""
+    a, b = (i.shape[0] for i in session.get_inputs()[:2])
+    return isinstance(a, str) and isinstance(b, str) and a != b

@@ -1,0 +1,211 @@
+"""Descriptor models: patch -> unit descriptor, one encoder per modality (AAE and alike).
+
+A descriptor model embeds optical and SAR patches separately, so a dense correspondence map
+needs one optical embedding per template and one SAR embedding per window (instead of one pair
+evaluation per window). Two back ends with the same interface:
+
+* :class:`OnnxDescriptorModel`: two ONNX graphs (input ``x`` ``(N, 1, P, P)`` float32 ->
+  ``descriptor`` ``(N, D)``), run by ONNX Runtime; torch is never imported.
+* :class:`TorchDescriptorModel`: a torch module with ``embed_optical`` / ``embed_sar``
+  (e.g. :class:`sarcoreg.models.aae.AAEInference`), on CPU or CUDA.
+
+:func:`load_descriptor_model` resolves a card name, a pair-model ``.onnx`` (whose encoder graphs
+lie next to it, see :func:`sarcoreg.models.aae.encoder_paths`) or a ``.pt`` file.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DescriptorModel", "OnnxDescriptorModel", "TorchDescriptorModel", "encoder_files", "load_descriptor_model"]
+
+
+def encoder_files(pair_model: str | Path) -> tuple[Path, Path]:
+    """Encoder graphs of a pair model: ``<stem>-optical-encoder.onnx`` and ``<stem>-sar-encoder.onnx``."""
+    p = Path(pair_model)
+    return p.with_name(f"{p.stem}-optical-encoder.onnx"), p.with_name(f"{p.stem}-sar-encoder.onnx")
+
+
+class DescriptorModel(ABC):
+    """Embeds optical and SAR patches into comparable unit descriptors.
+
+    Attributes:
+        name: Model name.
+        patch_size: Side ``P`` of the patches it takes.
+        device: What runs it.
+        batch_size: Patches per back-end call.
+    """
+
+    name: str
+    patch_size: int
+    device: str
+    batch_size: int
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or x.shape[1:] != (self.patch_size, self.patch_size):
+            raise ValueError(
+                f"{self.name}: embedding wants (N, {self.patch_size}, {self.patch_size}) patches, got {x.shape}; "
+                "resample the patches to the model's patch size first"
+            )
+        return np.ascontiguousarray(np.nan_to_num(x, nan=0.0)[:, None])
+
+    def _embed(self, which: str, x: np.ndarray) -> np.ndarray:
+        x4 = self._prepare(x)
+        if x4.shape[0] == 0:
+            return np.zeros((0, 0), np.float32)
+        parts = [self._run(which, x4[i : i + self.batch_size]) for i in range(0, x4.shape[0], self.batch_size)]
+        return np.concatenate(parts).astype(np.float32)
+
+    def embed_optical(self, x: np.ndarray) -> np.ndarray:
+        """Unit descriptors ``(N, D)`` float32 of optical patches ``(N, P, P)`` in [0, 1]."""
+        return self._embed("optical", x)
+
+    def embed_sar(self, x: np.ndarray) -> np.ndarray:
+        """Unit descriptors ``(N, D)`` float32 of SAR patches ``(N, P, P)`` in [0, 1]."""
+        return self._embed("sar", x)
+
+    def score(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Cosine similarity ``(N,)`` of optical patches ``a`` and SAR patches ``b`` (``(N, P, P)``)."""
+        return np.asarray((self.embed_optical(a) * self.embed_sar(b)).sum(axis=1), dtype=np.float32)
+
+    @abstractmethod
+    def _run(self, which: str, x: np.ndarray) -> np.ndarray:
+        """Descriptors ``(n, D)`` of one batch ``(n, 1, P, P)`` float32; ``which`` = optical | sar."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, patch_size={self.patch_size}, device={self.device!r})"
+
+
+class OnnxDescriptorModel(DescriptorModel):
+    """Two encoder graphs run by ONNX Runtime.
+
+    Args:
+        optical: Optical encoder ``.onnx`` (input ``(N, 1, P, P)``, output ``(N, D)``).
+        sar: SAR encoder ``.onnx``.
+        name: Model name.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        batch_size: Patches per session call.
+        threads: Intra-op threads (None: ONNX Runtime's default).
+    """
+
+    def __init__(self, optical: str | Path, sar: str | Path, name: str, device: str = "auto",
+                 batch_size: int = 256, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        from .patch_model import onnx_providers
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        self.sessions: dict[str, Any] = {}
+        sizes = set()
+        for which, path in (("optical", Path(optical)), ("sar", Path(sar))):
+            if not path.is_file():
+                raise FileNotFoundError(f"{name}: {which} encoder graph not found: {path}")
+            sess = ort.InferenceSession(str(path), sess_options=opts, providers=onnx_providers(device))
+            size = sess.get_inputs()[0].shape[-1]
+            if not isinstance(size, int):
+                raise ValueError(f"{path}: the patch size (last input dimension) must be fixed, got {size!r}")
+            sizes.add(size)
+            self.sessions[which] = sess
+        if len(sizes) != 1:
+            raise ValueError(f"{name}: the two encoders take different patch sizes {sorted(sizes)}")
+        self.name = name
+        self.patch_size = int(sizes.pop())
+        self.device = f"onnxruntime:{self.sessions['optical'].get_providers()[0]}"
+        self.batch_size = int(batch_size)
+
+    def _run(self, which: str, x: np.ndarray) -> np.ndarray:
+        sess = self.sessions[which]
+        return np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0])
+
+
+class TorchDescriptorModel(DescriptorModel):
+    """A torch module with ``embed_optical`` / ``embed_sar`` (inputs ``(N, 1, P, P)``).
+
+    Args:
+        module: E.g. :class:`sarcoreg.models.aae.AAEInference`.
+        patch_size: ``P``.
+        name: Model name.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        batch_size: Patches per forward call.
+    """
+
+    def __init__(self, module: Any, patch_size: int, name: str, device: str = "auto", batch_size: int = 256) -> None:
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device '{device}' asked for but torch sees no CUDA device; use device='cpu'")
+        self._torch = torch
+        self._device = torch.device(device)
+        self.module = module.to(self._device).eval()
+        self.name = name
+        self.patch_size = int(patch_size)
+        self.device = f"torch:{self._device}"
+        self.batch_size = int(batch_size)
+
+    def _run(self, which: str, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        fn = self.module.embed_optical if which == "optical" else self.module.embed_sar
+        with torch.inference_mode():
+            return np.asarray(fn(torch.from_numpy(x).to(self._device)).float().cpu().numpy())
+
+
+def load_descriptor_model(name_or_path: str | Path, device: str = "auto", backend: str = "auto",
+                          batch_size: int = 256) -> DescriptorModel:
+    """Load a descriptor model by card name, pair-model ``.onnx`` or ``.pt`` file.
+
+    Args:
+        name_or_path: A card name (its file is the pair model; the encoder graphs lie next to it),
+            a pair-model ``.onnx`` path (same rule), or a ``.pt`` state dict / checkpoint of
+            :class:`sarcoreg.models.aae.DualAAE` (torch back end).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        backend: ``auto`` (by file type), ``onnx`` or ``torch``.
+        batch_size: Patches per back-end call.
+
+    Raises:
+        ValueError: Unknown card name (the message lists the shipped ones), wrong back end.
+        FileNotFoundError: A file is missing (the message names it).
+    """
+    from .registry import find_card, sha256_of
+
+    if backend not in ("auto", "onnx", "torch"):
+        raise ValueError(f"unknown backend '{backend}'; use auto, onnx or torch")
+    path = Path(str(name_or_path)).expanduser()
+    name = path.stem
+    if path.suffix.lower() not in (".onnx", ".pt", ".pth"):
+        card = find_card(str(name_or_path))
+        path, name = card.path, card.name
+        if not path.is_file():
+            raise FileNotFoundError(f"model '{name}': weight file {path} is missing")
+        if card.sha256 and sha256_of(path) != card.sha256:
+            raise ValueError(f"model '{name}': {path} does not match the card's checksum")
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if path.suffix.lower() == ".onnx":
+        if backend == "torch":
+            raise ValueError(f"{path} is an ONNX graph; the torch back end needs a .pt file")
+        opt, sar = encoder_files(path)
+        return OnnxDescriptorModel(opt, sar, name=name, device=device, batch_size=batch_size)
+    if backend == "onnx":
+        raise ValueError(f"{path} is a torch file; export it to ONNX first or use backend='torch'")
+    import torch
+
+    from .aae import AAEInference, aae_from_state_dict
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    net = aae_from_state_dict(state)
+    return TorchDescriptorModel(AAEInference(net), net.config.patch_size, name=name, device=device,
+                                batch_size=batch_size)

@@ -1,0 +1,183 @@
+r"""``sarcoreg-train aae``: train the semi-supervised dual adversarial autoencoder.
+
+Example (GPU, real S1/S2 pairs plus SAR-like partners, 25 % supervision)::
+
+    sarcoreg-train aae --data ../shared/data/s1s2/bigearthnet-configilm --data bigearthnet-examples \\
+        --mosaics --synthetic 2 --patch-size 64 --search-size 96 --per-image 16 --supervision 0.25 \\
+        --epochs 100 --find-lr --val-maps 64 --out runs/aae-s25
+
+``--data`` takes the image-pair sources of ``sarcoreg-train rrlnet`` (the S1/S2 ``.npz`` folder,
+``bigearthnet-examples``, a VIS-NIR pair folder); patch ``.npy`` files are not accepted (the AAE
+needs search patches larger than its input). Image pairs are split by pair into training and
+validation (``--val-fraction``); ``--synthetic K`` adds K SAR-like partners per training optical
+image. ``--search-size`` must not exceed the image size (120 for the S1/S2 pairs; the
+``--mosaics`` scenes are 240 px and more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from sarcoreg.training.patches import AlignedPair, s1s2_pairs, synthetic_sar_pairs
+
+__all__ = ["aae_eval_main", "aae_main", "load_image_pairs", "split_image_pairs"]
+
+
+def load_image_pairs(spec: str, mosaics: bool = False) -> list[AlignedPair]:
+    """Aligned optical / SAR image pairs of one ``--data`` source.
+
+    Raises:
+        ValueError: The source is a patch file or unknown.
+    """
+    from sarcoreg.training.cli import _image_pairs
+
+    p = Path(spec)
+    if p.is_dir() and any(p.glob("benv*_pairs/*.npz")):
+        return s1s2_pairs(p, include_mosaics=mosaics)
+    pairs = _image_pairs(spec)
+    if pairs is None:
+        raise ValueError(f"--data {spec!r}: the AAE trains on image pairs, not on a patch .npy file")
+    return pairs
+
+
+def split_image_pairs(specs: list[str], mosaics: bool, val_fraction: float,
+                      seed: int) -> tuple[list[AlignedPair], list[AlignedPair]]:
+    """Training and validation image pairs, split by pair per source (same split for the same arguments)."""
+    rng = np.random.default_rng(seed)
+    train_pairs: list[AlignedPair] = []
+    val_pairs: list[AlignedPair] = []
+    for spec in specs:
+        pairs = load_image_pairs(spec, mosaics)
+        perm = rng.permutation(len(pairs))
+        k = max(1, int(round(val_fraction * len(pairs)))) if len(pairs) > 1 else 0
+        val_pairs += [pairs[i] for i in sorted(perm[:k])]
+        train_pairs += [pairs[i] for i in sorted(perm[k:])]
+    return train_pairs, val_pairs
+
+
+def aae_eval_main(argv: list[str]) -> int:
+    """``sarcoreg-train aae-eval``: correspondence maps on held-out pairs, Figure 4 histograms, a map PNG."""
+    from sarcoreg.core.correspondence import (
+        correspondence_maps,
+        find_peaks,
+        make_cases,
+        matching_errors,
+        plot_correspondence_map,
+        plot_error_histograms,
+    )
+    from sarcoreg.models.descriptor_model import load_descriptor_model
+
+    p = argparse.ArgumentParser(prog="sarcoreg-train aae-eval",
+                                description="Matching errors of AAE models on the held-out image pairs.")
+    p.add_argument("--model", action="append", required=True, metavar="LABEL=PATH",
+                   help="model to evaluate (repeatable): LABEL=path/best.onnx (or .pt) or a card name")
+    p.add_argument("--data", action="append", required=True, help="the --data sources used for training")
+    p.add_argument("--mosaics", action="store_true")
+    p.add_argument("--val-fraction", type=float, default=0.15, help="as in training (same split)")
+    p.add_argument("--seed", type=int, default=100, help="as in training (same split)")
+    p.add_argument("--template-size", type=int, default=None, help="default the model's patch size")
+    p.add_argument("--search-size", type=int, default=96)
+    p.add_argument("--cases-per-pair", type=int, default=8)
+    p.add_argument("--stride", type=int, default=1, help="window grid step of the maps (1 = dense)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    _, val_pairs = split_image_pairs(a.data, a.mosaics, a.val_fraction, a.seed)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    errors: dict[str, np.ndarray] = {}
+    report: dict[str, object] = {"val_image_pairs": [q.name for q in val_pairs]}
+    for spec in a.model:
+        label, _, path = spec.rpartition("=")
+        model = load_descriptor_model(path, device=a.device)
+        t = a.template_size or model.patch_size
+        side = min(min(q.a.shape) for q in val_pairs)
+        max_shift = max(0, min((a.search_size - t) // 2 - 2, (side - a.search_size) // 2))
+        temps, search, truth = make_cases([(q.a, q.b) for q in val_pairs], t, a.search_size,
+                                          per_pair=a.cases_per_pair, max_shift=max_shift, seed=a.seed)
+        maps = correspondence_maps(model, temps, search, stride=a.stride)
+        pk = find_peaks(maps)
+        err = matching_errors(pk.shift, truth)
+        name = label or Path(path).stem
+        errors[name] = err
+        report[name] = {
+            "model": path, "cases": int(len(err)), "max_shift": max_shift, "mean_px": float(err.mean()),
+            "median_px": float(np.median(err)), "p1_px": float(np.percentile(err, 1)),
+            **{f"share_below_{k}px": float((err < k).mean()) for k in (1, 2, 3, 5)},
+            "mean_reliability": float(pk.reliability.mean()),
+        }
+        best = int(np.argmax(pk.reliability))
+        plot_correspondence_map(maps[best], out / f"map-{name}.png", template=temps[best], search=search[best],
+                                true_shift=(float(truth[best, 0]), float(truth[best, 1])), title=name)
+        print(json.dumps({name: report[name]}), flush=True)
+    plot_error_histograms(errors, out / "error-histograms.png")
+    (out / "evaluation.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
+def aae_main(argv: list[str]) -> int:
+    """Parse ``argv``, cut search patches, train, write ``summary.json``; returns the exit code."""
+    from sarcoreg.training.aae_train import AAETrainConfig, cut_search_patches, train_aae
+
+    p = argparse.ArgumentParser(prog="sarcoreg-train aae",
+                                description="Train the semi-supervised AAE matcher (Hughes & Schmitt 2019).")
+    p.add_argument("--data", action="append", required=True, help="image-pair source (repeatable), see module doc")
+    p.add_argument("--val-fraction", type=float, default=0.15, help="share of image pairs held out")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--mosaics", action="store_true", help="also the larger S1/S2 mosaic scenes")
+    p.add_argument("--synthetic", type=int, default=0, help="SAR-like partners per training optical image")
+    p.add_argument("--patch-size", type=int, default=128, help="template / crop size P (multiple of 32)")
+    p.add_argument("--search-size", type=int, default=256, help="search patch size S (> P)")
+    p.add_argument("--per-image", type=int, default=16, help="search patches per image pair")
+    p.add_argument("--width", type=int, default=64, help="first VGG11 width (64 = VGG11)")
+    p.add_argument("--latent-dim", type=int, default=256)
+    p.add_argument("--supervision", type=float, default=1.0, help="labelled share: 1, 0.75, 0.5, 0.25, 0.05")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="default floor(N / batch)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr-low", type=float, default=5e-5)
+    p.add_argument("--lr-high", type=float, default=5e-4)
+    p.add_argument("--find-lr", action="store_true", help="run the LR range test and use its range")
+    p.add_argument("--lr-test-steps", type=int, default=100)
+    p.add_argument("--margin", type=float, default=1.0, help="contrastive margin on the squared distance")
+    p.add_argument("--min-negative-offset", type=int, default=16, help="px, off-centre negatives")
+    p.add_argument("--val-maps", type=int, default=0, help="correspondence maps per validation (matching error)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
+    p.add_argument("--resume", help="last.pt of an earlier run")
+    p.add_argument("--seed", type=int, default=100)
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    train_pairs, val_pairs = split_image_pairs(a.data, a.mosaics, a.val_fraction, a.seed)
+    if a.synthetic > 0:
+        optical = [q.a for q in train_pairs]
+        train_pairs += [q for j in range(a.synthetic) for q in synthetic_sar_pairs(optical, seed=1000 * (j + 1))]
+    if not val_pairs:
+        raise SystemExit("no validation image pairs: give more data or a larger --val-fraction")
+    train, skipped = cut_search_patches(train_pairs, a.search_size, a.per_image, seed=a.seed)
+    val, skipped_val = cut_search_patches(val_pairs, a.search_size, a.per_image, seed=a.seed + 1)
+    print(f"search patches: training {len(train)}, validation {len(val)} "
+          f"(image pairs smaller than {a.search_size} px skipped: {len(skipped) + len(skipped_val)})", flush=True)
+    cfg = AAETrainConfig(
+        patch_size=a.patch_size, width=a.width, latent_dim=a.latent_dim, supervision=a.supervision, epochs=a.epochs,
+        steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr_low=a.lr_low, lr_high=a.lr_high,
+        find_lr=a.find_lr, lr_test_steps=a.lr_test_steps, margin=a.margin, min_negative_offset=a.min_negative_offset,
+        augment=not a.no_augment, device=a.device, threads=a.threads, max_minutes=a.max_minutes, seed=a.seed,
+        val_maps=a.val_maps,
+    )
+    res = train_aae(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress,
+                    log=lambda s: print(s, flush=True))
+    summary = {
+        "data": {"sources": a.data, "train_image_pairs": len(train_pairs), "val_image_pairs": len(val_pairs),
+                 "train_patches": len(train), "val_patches": len(val), "skipped": skipped + skipped_val},
+        "supervision": a.supervision,
+        **{k: v for k, v in res.__dict__.items() if k != "history"},
+    }
+    Path(a.out, "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    print(json.dumps(summary, default=str))
+    return 0

@@ -1,0 +1,557 @@
+"""Training loop of the semi-supervised dual adversarial autoencoder (Hughes & Schmitt 2019).
+
+Recipe (the paper's, all configurable):
+
+* data: search patches ``S x S`` (256) cut around keypoints of co-registered optical / SAR image
+  pairs; a *positive* pair is the centre ``P x P`` crop (128) of both, a *negative* pair the
+  optical centre crop with an off-centre SAR crop of the same patch (at least
+  ``min_negative_offset`` pixels away per axis in the larger axis: harder than random pairs);
+* supervision ratio ``r`` (1.0 / 0.75 / 0.5 / 0.25 / 0.05): a share ``r`` of the training
+  patches is labelled, the rest unlabelled; batches alternate labelled / unlabelled (labelled
+  batches are drawn with replacement from the smaller pool: oversampling); labelled batches get
+  the contrastive loss, all batches the reconstruction and adversarial losses; unlabelled
+  batches use independent random crops and augmentations per modality (unpaired);
+* augmentation: horizontal and vertical flips (p 0.5 each), Gaussian noise (sigma 0.02) on the
+  optical patch, intensity scaling by U[0.95, 1.05] with p 0.2; flips and scaling are shared by
+  the two patches of a labelled pair and independent for unlabelled ones;
+* optimisers: Adam (betas 0.9 / 0.99, weight decay 1e-4) for the autoencoders with a one-cycle
+  schedule from ``lr_low`` to ``lr_high`` (5e-5 .. 5e-4 in the paper; ``find_lr`` runs the range
+  test first and uses its suggestion); the shared critic: SGD (lr 4e-3, momentum 0.9, weight
+  decay 3e-4), five steps per autoencoder step, weights clipped to [-0.1, 0.1]; batch 32,
+  100 epochs;
+* validation after every epoch: FPR95 / AUC of the descriptor cosine similarity on centre
+  (positive) and off-centre (negative) pairs of held-out patches, and optionally the mean
+  matching error of ``val_maps`` correspondence maps; the checkpoint with the lowest FPR95 is kept.
+
+Files in ``out_dir``: ``last.pt`` (resume), ``best.pt`` (network, config, metrics),
+``history.json``, ``lr_range.png`` (with ``find_lr``) and ``best.onnx`` with
+``best-optical-encoder.onnx`` / ``best-sar-encoder.onnx``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sarcoreg.models.aae import AAEConfig, AAEInference, DualAAE, export_encoders_onnx, export_onnx
+from sarcoreg.training.aae_losses import (
+    Critic,
+    contrastive_loss,
+    encoder_adversarial_loss,
+    reconstruction_loss,
+    update_critic,
+)
+from sarcoreg.training.lr_range import LRRangeResult, lr_range_test, plot_lr_range
+from sarcoreg.training.metrics import auc, fpr95
+from sarcoreg.training.patches import AlignedPair, keypoints
+
+__all__ = [
+    "AAEBatcher",
+    "AAETrainConfig",
+    "AAETrainResult",
+    "SearchPatches",
+    "cut_search_patches",
+    "run_lr_range_test",
+    "split_supervision",
+    "train_aae",
+    "validation_scores",
+]
+
+
+@dataclass
+class SearchPatches:
+    """Co-registered search patches.
+
+    Attributes:
+        images: ``(N, 2, S, S)`` uint8; ``[:, 0]`` optical, ``[:, 1]`` SAR.
+    """
+
+    images: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[1] != 2 or self.images.shape[2] != self.images.shape[3]:
+            raise ValueError(f"search patches must be (N, 2, S, S), got {self.images.shape}")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def size(self) -> int:
+        """Side ``S``."""
+        return int(self.images.shape[2])
+
+
+def cut_search_patches(pairs: Sequence[AlignedPair], search_size: int = 256, per_image: int = 16,
+                       seed: int = 0) -> tuple[SearchPatches, list[str]]:
+    """Cut ``S x S`` patch pairs around keypoints (SIFT, topped up at random) of aligned image pairs.
+
+    Args:
+        pairs: Aligned optical (``a``) / SAR (``b``) images in [0, 1].
+        search_size: ``S``.
+        per_image: Patches per image pair (fewer distinct ones where the image is small).
+        seed: Random seed.
+
+    Returns:
+        ``(patches, skipped)``: the patches and the names of image pairs smaller than ``S``.
+    """
+    rng = np.random.default_rng(seed)
+    half = search_size // 2
+    out, skipped = [], []
+    for pair in pairs:
+        if min(pair.a.shape) < search_size:
+            skipped.append(pair.name)
+            continue
+        a = np.clip(np.rint(np.nan_to_num(pair.a) * 255), 0, 255).astype(np.uint8)
+        b = np.clip(np.rint(np.nan_to_num(pair.b) * 255), 0, 255).astype(np.uint8)
+        for c, r in keypoints(pair.a, half, per_image, rng):
+            r0, c0 = min(r - half, a.shape[0] - search_size), min(c - half, a.shape[1] - search_size)
+            out.append(np.stack([a[r0 : r0 + search_size, c0 : c0 + search_size],
+                                 b[r0 : r0 + search_size, c0 : c0 + search_size]]))
+    if not out:
+        raise ValueError(f"no image pair is at least {search_size} px on each side; lower --search-size")
+    return SearchPatches(np.asarray(out, np.uint8)), skipped
+
+
+def split_supervision(n: int, ratio: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``n`` patch indices into labelled (share ``ratio``, at least one) and unlabelled pools."""
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"supervision ratio must be in (0, 1], got {ratio}")
+    perm = rng.permutation(n)
+    k = max(1, int(round(ratio * n)))
+    return np.sort(perm[:k]), np.sort(perm[k:])
+
+
+@dataclass
+class AAETrainConfig:
+    """Options of :func:`train_aae` (defaults = the paper's recipe)."""
+
+    patch_size: int = 128
+    width: int = 64
+    latent_dim: int = 256
+    supervision: float = 1.0
+    epochs: int = 100
+    steps_per_epoch: int | None = None
+    batch_size: int = 32
+    lr_low: float = 5e-5
+    lr_high: float = 5e-4
+    find_lr: bool = False
+    lr_test_steps: int = 100
+    weight_decay: float = 1e-4
+    critic_lr: float = 4e-3
+    critic_momentum: float = 0.9
+    critic_weight_decay: float = 3e-4
+    critic_steps: int = 5
+    clip: float = 0.1
+    prior_std: float = 5.0
+    margin: float = 1.0
+    adversarial_weight: float = 1.0
+    min_negative_offset: int = 16
+    augment: bool = True
+    device: str = "auto"
+    threads: int | None = None
+    max_minutes: float | None = None
+    seed: int = 100
+    val_batch: int = 128
+    val_maps: int = 0
+    val_map_stride: int = 4
+    export_onnx: bool = True
+
+
+@dataclass
+class AAETrainResult:
+    """Outcome of a training run."""
+
+    best_fpr95: float
+    best_auc: float
+    best_epoch: int
+    epochs_run: int
+    steps: int
+    seconds: float
+    seconds_per_step: float
+    stopped_by_budget: bool
+    lr_range: tuple[float, float]
+    out_dir: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class AAEBatcher:
+    """Builds labelled and unlabelled training batches from search patches.
+
+    Args:
+        patches: The training patches ``(N, 2, S, S)``.
+        patch_size: ``P`` of the crops.
+        min_negative_offset: Smallest off-centre offset (larger axis, pixels) of a negative crop.
+        augment: Apply the paper's augmentations.
+        rng: Random generator.
+    """
+
+    def __init__(self, patches: SearchPatches, patch_size: int, min_negative_offset: int, augment: bool,
+                 rng: np.random.Generator) -> None:
+        s, p = patches.size, int(patch_size)
+        if s < p:
+            raise ValueError(f"search patches ({s}) are smaller than the patch size ({p})")
+        self.patches, self.p, self.rng, self.augment = patches, p, rng, augment
+        self.r = (s - p) // 2
+        self.min_offset = min(int(min_negative_offset), self.r)
+        if self.r < 1:
+            raise ValueError(f"search size {s} leaves no room for off-centre negatives of {p} px crops")
+
+    def _crop(self, idx: np.ndarray, modality: int, corners: np.ndarray) -> np.ndarray:
+        p = self.p
+        imgs = self.patches.images
+        return np.stack([imgs[i, modality, y : y + p, x : x + p] for i, (x, y) in zip(idx, corners, strict=True)])
+
+    def _negative_corners(self, n: int) -> np.ndarray:
+        """Corners ``(n, 2)`` of off-centre crops: the larger axis offset is at least ``min_offset``."""
+        r, m = self.r, max(1, self.min_offset)
+        off = self.rng.integers(-r, r + 1, (n, 2))
+        big = np.argmax(np.abs(off), axis=1)
+        rows = np.arange(n)
+        small = np.abs(off[rows, big]) < m
+        sign = np.where(self.rng.random(n) < 0.5, -1, 1)
+        off[rows[small], big[small]] = sign[small] * self.rng.integers(m, r + 1, int(small.sum()))
+        return off + r
+
+    def _augment(self, opt: np.ndarray, sar: np.ndarray, joint: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The paper's augmentations on float ``(B, P, P)`` batches in [0, 1]."""
+        rng, n = self.rng, opt.shape[0]
+        flips = rng.random((n, 2)) < 0.5
+        scale = np.where(rng.random(n) < 0.2, rng.uniform(0.95, 1.05, n), 1.0)
+        flips_s = flips if joint else rng.random((n, 2)) < 0.5
+        scale_s = scale if joint else np.where(rng.random(n) < 0.2, rng.uniform(0.95, 1.05, n), 1.0)
+        for x, f, sc in ((opt, flips, scale), (sar, flips_s, scale_s)):
+            x[f[:, 0]] = x[f[:, 0], :, ::-1]
+            x[f[:, 1]] = x[f[:, 1], ::-1, :]
+            x *= sc[:, None, None].astype(np.float32)
+        opt += rng.normal(0.0, 0.02, opt.shape).astype(np.float32)
+        return np.clip(opt, 0.0, 1.0), np.clip(sar, 0.0, 1.0)
+
+    def labelled(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A labelled batch: half positives (centre / centre), half negatives (centre / off-centre).
+
+        Returns:
+            ``(optical (B, P, P), sar (B, P, P), labels (B,))`` float32.
+        """
+        n = len(idx)
+        y = (np.arange(n) % 2 == 0).astype(np.float32)
+        centre = np.full((n, 2), self.r)
+        sar_corners = np.where(y[:, None] > 0, centre, self._negative_corners(n))
+        opt = self._crop(idx, 0, centre).astype(np.float32) / 255.0
+        sar = self._crop(idx, 1, sar_corners).astype(np.float32) / 255.0
+        if self.augment:
+            opt, sar = self._augment(opt, sar, joint=True)
+        return opt, sar, y
+
+    def unlabelled(self, idx_opt: np.ndarray, idx_sar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """An unlabelled batch: independent random crops of optical and SAR patches (unpaired)."""
+        r = self.r
+        opt = self._crop(idx_opt, 0, self.rng.integers(0, 2 * r + 1, (len(idx_opt), 2))).astype(np.float32) / 255.0
+        sar = self._crop(idx_sar, 1, self.rng.integers(0, 2 * r + 1, (len(idx_sar), 2))).astype(np.float32) / 255.0
+        if self.augment:
+            opt, sar = self._augment(opt, sar, joint=False)
+        return opt, sar
+
+
+def pick_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' asked for but CUDA is not available; use --device cpu")
+    return torch.device(device)
+
+
+def _t(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=torch.float32).unsqueeze(1)
+
+
+class _Stepper:
+    """One training step (critic steps, then the autoencoder step) on alternating batches."""
+
+    def __init__(self, net: DualAAE, critic: Critic, opt_ae: torch.optim.Optimizer, opt_critic: torch.optim.Optimizer,
+                 batcher: AAEBatcher, sup: np.ndarray, unsup: np.ndarray, cfg: AAETrainConfig,
+                 device: torch.device) -> None:
+        self.net, self.critic, self.opt_ae, self.opt_critic = net, critic, opt_ae, opt_critic
+        self.batcher, self.sup, self.unsup, self.cfg, self.device = batcher, sup, unsup, cfg, device
+        self.critic_steps_taken = 0
+
+    def is_supervised(self, step: int) -> bool:
+        """Labelled batch at even steps (every step when there is no unlabelled data)."""
+        return len(self.unsup) == 0 or step % 2 == 0
+
+    def __call__(self, step: int) -> dict[str, float]:
+        cfg, rng, b = self.cfg, self.batcher.rng, self.cfg.batch_size
+        supervised = self.is_supervised(step)
+        if supervised:
+            idx = rng.choice(self.sup, size=b, replace=len(self.sup) < b)
+            opt, sar, y = self.batcher.labelled(idx)
+        else:
+            pool = self.unsup
+            io = rng.choice(pool, size=b, replace=len(pool) < b)
+            is_ = rng.choice(pool, size=b, replace=len(pool) < b)
+            opt, sar = self.batcher.unlabelled(io, is_)
+        out = self.net(_t(opt, self.device), _t(sar, self.device))
+        critic_losses = update_critic(self.critic, self.opt_critic, out["z_sar"], out["z_opt"], steps=cfg.critic_steps,
+                                      prior_std=cfg.prior_std, clip=cfg.clip)
+        self.critic_steps_taken += len(critic_losses)
+        rec = reconstruction_loss(out["target_opt"], out["rec_opt"]) + reconstruction_loss(out["target_sar"],
+                                                                                          out["rec_sar"])
+        adv = encoder_adversarial_loss(self.critic, out["z_sar"], out["z_opt"])
+        loss = rec + cfg.adversarial_weight * adv
+        match = torch.zeros((), device=self.device)
+        if supervised:
+            match = contrastive_loss(out["z_opt"], out["z_sar"], torch.from_numpy(y).to(self.device), cfg.margin)
+            loss = loss + match
+        self.opt_ae.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_ae.step()
+        return {"loss": float(loss.detach()), "rec": float(rec.detach()), "match": float(match.detach()),
+                "adv": float(adv.detach()), "critic": float(np.mean(critic_losses)) if critic_losses else math.nan,
+                "supervised": float(supervised)}
+
+
+@torch.no_grad()
+def validation_scores(net: DualAAE, val: SearchPatches, patch_size: int, min_negative_offset: int,
+                      device: torch.device, batch: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarities of centre (positive) and off-centre (negative) pairs of held-out patches.
+
+    Returns:
+        ``(labels (2 N,), scores (2 N,))``: the first N positives, the next N negatives.
+    """
+    batcher = AAEBatcher(val, patch_size, min_negative_offset, augment=False, rng=np.random.default_rng(seed))
+    inf = AAEInference(net)  # shares the encoders and puts them in eval mode
+    labels, scores = [], []
+    for i in range(0, len(val), batch):
+        idx = np.arange(i, min(i + batch, len(val)))
+        both = np.repeat(idx, 2)
+        opt, sar, y = batcher.labelled(both)
+        s = inf(_t(opt, device), _t(sar, device))
+        labels.append(y)
+        scores.append(s.float().cpu().numpy())
+    net.train()
+    return np.concatenate(labels), np.concatenate(scores)
+
+
+def _matching_error(net: DualAAE, val: SearchPatches, cfg: AAETrainConfig, device: torch.device) -> float:
+    """Mean matching error (px) of ``cfg.val_maps`` correspondence maps on held-out patches."""
+    from sarcoreg.core.correspondence import correspondence_maps, find_peaks
+    from sarcoreg.models.descriptor_model import TorchDescriptorModel
+
+    k = min(cfg.val_maps, len(val))
+    p, s = cfg.patch_size, val.size
+    r = (s - p) // 2
+    opt = val.images[:k, 0, r : r + p, r : r + p].astype(np.float32) / 255.0
+    sar = val.images[:k, 1].astype(np.float32) / 255.0
+    model = TorchDescriptorModel(AAEInference(net), p, "val", device=str(device), batch_size=cfg.val_batch)
+    maps = correspondence_maps(model, opt, sar, stride=cfg.val_map_stride, batch_size=cfg.val_batch)
+    net.train()
+    return float(np.mean(np.hypot(*find_peaks(maps).shift.T)))
+
+
+def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+def run_lr_range_test(net: DualAAE, critic: Critic, batcher: AAEBatcher, sup: np.ndarray, unsup: np.ndarray,
+                      cfg: AAETrainConfig, device: torch.device, plot: str | Path | None = None) -> LRRangeResult:
+    """The learning-rate range test on the training batches; the networks are restored afterwards.
+
+    Args:
+        net: The autoencoders.
+        critic: The critic.
+        batcher: Batch builder.
+        sup: Labelled patch indices.
+        unsup: Unlabelled patch indices.
+        cfg: Options (``lr_test_steps`` steps from 1e-7 to 1).
+        device: Where to run.
+        plot: Optional PNG path of the curve.
+
+    Returns:
+        The test's curves and suggested range.
+    """
+    saved = copy.deepcopy(net.state_dict()), copy.deepcopy(critic.state_dict())
+    opt = torch.optim.Adam(net.parameters(), lr=1e-7, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    opt_c = torch.optim.SGD(critic.parameters(), lr=cfg.critic_lr, momentum=cfg.critic_momentum,
+                            weight_decay=cfg.critic_weight_decay)
+    stepper = _Stepper(net, critic, opt, opt_c, batcher, sup, unsup, cfg, device)
+    counter = iter(range(10**9))
+    net.train()
+    res = lr_range_test(lambda: stepper(next(counter))["loss"], lambda lr: _set_lr(opt, lr),
+                        num_steps=cfg.lr_test_steps)
+    net.load_state_dict(saved[0])
+    critic.load_state_dict(saved[1])
+    if plot is not None:
+        plot_lr_range(res, plot, title="AAE learning-rate range test")
+    return res
+
+
+def train_aae(
+    train: SearchPatches,
+    val: SearchPatches,
+    out_dir: str | Path,
+    config: AAETrainConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> AAETrainResult:
+    """Train the dual adversarial autoencoder.
+
+    Args:
+        train: Training search patches ``(N, 2, S, S)``.
+        val: Held-out search patches (same ``S``).
+        out_dir: Folder for checkpoints, history and exports.
+        config: Options; default the paper's recipe.
+        resume: A ``last.pt`` of an earlier run with the same data and options: continue from it
+            (a larger ``epochs`` stretches the one-cycle schedule from where it is).
+        progress: Show a tqdm bar per epoch.
+        log: Where one line per epoch goes.
+
+    Returns:
+        Best validation FPR95 / AUC, where it was reached, steps, time and seconds per step.
+    """
+    cfg = config or AAETrainConfig()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    net = DualAAE(AAEConfig(cfg.patch_size, cfg.width, cfg.latent_dim)).to(device)
+    critic = Critic(cfg.latent_dim).to(device)
+    sup, unsup = split_supervision(len(train), cfg.supervision, rng)
+    batcher = AAEBatcher(train, cfg.patch_size, cfg.min_negative_offset, cfg.augment, rng)
+    lr_low, lr_high = cfg.lr_low, cfg.lr_high
+    if cfg.find_lr and resume is None:
+        res = run_lr_range_test(net, critic, batcher, sup, unsup, cfg, device, plot=out / "lr_range.png")
+        lr_low, lr_high = res.suggested
+        log(f"learning-rate range test: suggested {lr_low:.2e} .. {lr_high:.2e} (steepest {res.steepest:.2e})")
+    steps_per_epoch = cfg.steps_per_epoch or max(1, len(train) // cfg.batch_size)
+    total = max(2, cfg.epochs * steps_per_epoch)
+    opt_ae = torch.optim.Adam(net.parameters(), lr=lr_low, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    opt_c = torch.optim.SGD(critic.parameters(), lr=cfg.critic_lr, momentum=cfg.critic_momentum,
+                            weight_decay=cfg.critic_weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt_ae, max_lr=lr_high, total_steps=total,
+                                                div_factor=max(1.0, lr_high / lr_low), cycle_momentum=False)
+    stepper = _Stepper(net, critic, opt_ae, opt_c, batcher, sup, unsup, cfg, device)
+    start_epoch, step, spent = 0, 0, 0.0
+    best: dict[str, Any] = {"fpr95": math.inf, "auc": 0.0, "epoch": -1}
+    history: list[dict[str, Any]] = []
+    train_seconds = 0.0
+    if resume is not None:
+        state = torch.load(resume, map_location=device, weights_only=False)
+        net.load_state_dict(state["model"])
+        critic.load_state_dict(state["critic"])
+        opt_ae.load_state_dict(state["optimizer"])
+        opt_c.load_state_dict(state["critic_optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        sched.total_steps = total  # more epochs than before: the one-cycle schedule is stretched
+        start_epoch, step, best, history = state["epoch"] + 1, state["step"], state["best"], state["history"]
+        spent, train_seconds = float(state["seconds"]), float(state.get("train_seconds", 0.0))
+        lr_low, lr_high = state["lr_range"]
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        log(f"resumed from {resume}: epoch {start_epoch}, step {step}, best FPR95 {best['fpr95']:.4f}")
+    budget = cfg.max_minutes * 60.0 if cfg.max_minutes else math.inf
+    t0 = time.monotonic() - spent
+    stopped = False
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs):
+        net.train()
+        critic.train()
+        bar: Any = range(steps_per_epoch)
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(bar, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        parts: list[dict[str, float]] = []
+        for _ in bar:
+            ts = time.monotonic()
+            parts.append(stepper(step))
+            if step < total - 1:
+                sched.step()
+            step += 1
+            train_seconds += time.monotonic() - ts
+            if progress:
+                bar.set_postfix(loss=f"{parts[-1]['loss']:.3f}", rec=f"{parts[-1]['rec']:.3f}",
+                                match=f"{parts[-1]['match']:.3f}")
+            if time.monotonic() - t0 > budget:
+                stopped = True
+                break
+        labels, scores = validation_scores(net, val, cfg.patch_size, cfg.min_negative_offset, device, cfg.val_batch)
+        f95, area = fpr95(labels, scores), auc(labels, scores)
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": step,
+            **{k: float(np.nanmean([p[k] for p in parts])) if parts else math.nan
+               for k in ("loss", "rec", "match", "adv", "critic")},
+            "lr": float(opt_ae.param_groups[0]["lr"]),
+            "val_fpr95": f95,
+            "val_auc": area,
+            "seconds": round(time.monotonic() - t0, 1),
+            "seconds_per_step": train_seconds / max(1, step),
+        }
+        if cfg.val_maps > 0:
+            row["val_matching_error_px"] = _matching_error(net, val, cfg, device)
+        history.append(row)
+        improved = f95 < best["fpr95"]
+        if improved:
+            best = {"fpr95": f95, "auc": area, "epoch": epoch + 1}
+            torch.save({"model": net.state_dict(), "config": net.config_dict(), "epoch": epoch + 1, "metrics": row},
+                       out / "best.pt")
+        log(f"epoch {epoch + 1}: loss {row['loss']:.4f} (rec {row['rec']:.4f}, match {row['match']:.4f}, "
+            f"adv {row['adv']:.3f})  val FPR95 {f95 * 100:.2f} %  AUC {area:.4f}{'  (best)' if improved else ''}"
+            f"  [{row['seconds']:.0f} s, step {step}]")
+        torch.save(
+            {
+                "model": net.state_dict(),
+                "critic": critic.state_dict(),
+                "optimizer": opt_ae.state_dict(),
+                "critic_optimizer": opt_c.state_dict(),
+                "scheduler": sched.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "best": best,
+                "history": history,
+                "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "seconds": time.monotonic() - t0,
+                "train_seconds": train_seconds,
+                "lr_range": (lr_low, lr_high),
+                "config": asdict(cfg),
+            },
+            out / "last.pt",
+        )
+        (out / "history.json").write_text(json.dumps({"config": asdict(cfg), "lr_range": [lr_low, lr_high],
+                                                      "history": history}, indent=1))
+        if stopped:
+            log(f"stopped: time budget of {cfg.max_minutes} min used")
+            break
+    if cfg.export_onnx and (out / "best.pt").is_file():
+        best_net = DualAAE(AAEConfig(cfg.patch_size, cfg.width, cfg.latent_dim))
+        best_net.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=False)["model"])
+        export_onnx(best_net, out / "best.onnx")
+        export_encoders_onnx(best_net, out / "best.onnx")
+    return AAETrainResult(
+        best_fpr95=float(best["fpr95"]),
+        best_auc=float(best["auc"]),
+        best_epoch=int(best["epoch"]),
+        epochs_run=epoch + 1,
+        steps=step,
+        seconds=round(time.monotonic() - t0, 1),
+        seconds_per_step=train_seconds / max(1, step),
+        stopped_by_budget=stopped,
+        lr_range=(float(lr_low), float(lr_high)),
+        out_dir=str(out),
+        history=history,
+    )

@@ -1,0 +1,105 @@
+r"""Ship a trained BNN: copy its ONNX file into ``models/`` and write its card.
+
+Usage::
+
+    python -m sarcoreg.training.bnn_card --run runs/bnn-vgg11-moco --name bnn-sar-optical \\
+        --licence "..." --notes "..." [--compare runs/bnn-vgg11-np]
+
+Reads ``summary.json`` and ``history.json`` of a ``sarcoreg-train bnn`` run, copies ``best.onnx`` to
+``<folder>/<name>.onnx``, checks ONNX Runtime against torch on the best checkpoint, and writes
+``<folder>/cards/<name>.json`` (method ``bnn``) with the validation metrics, the decision threshold
+on ``h`` and on the score, and (``--compare``) the metrics of another run such as NP-BNN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sarcoreg.models.registry import MODELS_DIR, ModelCard, sha256_of
+
+__all__ = ["main", "write_bnn_card"]
+
+
+def _onnx_vs_torch(run: Path, onnx_path: Path, patch_size: int) -> float:
+    """Largest |ONNX Runtime - torch| score over 32 random pairs."""
+    from sarcoreg.models import load
+
+    rng = np.random.default_rng(0)
+    a = rng.random((32, patch_size, patch_size), dtype=np.float32)
+    b = rng.random((32, patch_size, patch_size), dtype=np.float32)
+    s_onnx = load(onnx_path, device="cpu").score(a, b)
+    s_torch = load(run / "best_inference.pt", device="cpu").score(a, b)
+    return float(np.abs(s_onnx - s_torch).max())
+
+
+def write_bnn_card(run: Path, name: str, licence: str, notes: str = "", compare: Path | None = None,
+                   folder: Path = MODELS_DIR) -> ModelCard:
+    """Copy ``run/best.onnx`` to ``folder/<name>.onnx`` and write ``folder/cards/<name>.json``."""
+    import torch
+    from sarcoreg.models.bnn import module_from_state
+
+    summary: dict[str, Any] = json.loads((run / "summary.json").read_text())
+    cfg: dict[str, Any] = json.loads((run / "history.json").read_text())["config"]
+    net, p = module_from_state(torch.load(run / "best_inference.pt", map_location="cpu", weights_only=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / f"{name}.onnx"
+    shutil.copyfile(run / "best.onnx", dest)
+    m = summary["best_metrics"]
+    metrics: dict[str, Any] = {
+        **{k: round(float(m[k]), 4) for k in ("accuracy", "precision", "recall", "fpr95", "auc")},
+        "threshold_h": round(float(m["threshold"]), 4),
+        "threshold_score": round(1.0 / (1.0 + float(m["threshold"])), 4),
+        "measured_on": f"validation pairs held out by source scene ({summary['data'].get('val_pairs')} aligned "
+        "pairs, each once as a positive and once with a negative partner)",
+        "onnx_vs_torch_max_abs_diff": _onnx_vs_torch(run, dest, p),
+        "parameters": int(sum(t.numel() for t in net.parameters())),
+    }
+    if compare is not None:
+        other = json.loads((compare / "summary.json").read_text())
+        metrics["compared_run"] = {"run": str(compare), **other["best_metrics"]}
+    card = ModelCard(
+        name=name,
+        method="bnn",
+        file=dest.name,
+        sha256=sha256_of(dest),
+        licence=licence,
+        inputs={
+            "patch_size": p,
+            "channels": 1,
+            "scaling": "float32 in [0, 1]; a = reference / optical gray, b = target SAR (dB, stretched) as the "
+            "engine prepares them; each patch is standardised inside the network",
+            "onnx_inputs": [f"a (Na, 1, {p}, {p})", f"b (Nb, 1, {p}, {p}); Na == Nb or one of them 1"],
+            "onnx_output": "score (N,): 1 / (1 + h), h = ||f(b) - g(a)|| / sqrt(50)",
+        },
+        training={"data": summary["data"], "config": cfg, "epochs_run": summary["epochs_run"],
+                  "steps": summary["steps"], "seconds": summary["seconds"], "best_epoch": summary["best_epoch"]},
+        metrics=metrics,
+        notes=notes,
+    )
+    (folder / "cards").mkdir(exist_ok=True)
+    (folder / "cards" / f"{name}.json").write_text(json.dumps(card.to_dict(), indent=1) + "\n", encoding="utf-8")
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of :func:`write_bnn_card`."""
+    p = argparse.ArgumentParser(description="Ship a trained BNN (ONNX + card).")
+    p.add_argument("--run", required=True, type=Path)
+    p.add_argument("--name", required=True)
+    p.add_argument("--licence", required=True)
+    p.add_argument("--notes", default="")
+    p.add_argument("--compare", type=Path, help="another bnn run (e.g. NP-BNN) whose metrics go into the card")
+    p.add_argument("--folder", type=Path, default=MODELS_DIR, help="model folder (default: the package's models/)")
+    a = p.parse_args(argv)
+    card = write_bnn_card(a.run, a.name, a.licence, a.notes, a.compare, a.folder)
+    print(json.dumps(card.metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

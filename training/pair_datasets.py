@@ -1,0 +1,354 @@
+"""Aligned SAR / optical patch pools for BNN and MoCo training.
+
+The MoCo-BNN paper works on datasets of co-registered patch pairs: QXS-SAROPT (256 x 256 PNG,
+GaoFen-3 / Google Earth), SEN1-2 (256 x 256 PNG, Sentinel-1 / Sentinel-2) and SARptical
+(112 x 112, TerraSAR-X / UltraCAM). A positive is ``(x_s^i, x_o^i)``, a negative
+``(x_s^i, x_o^j)`` with ``i != j`` (:func:`sarcoreg.training.bnn_losses.balanced_indices`).
+
+Everything here produces an :class:`AlignedPatches` pool: ``sar`` and ``opt`` ``(M, P, P)`` uint8
+gray patches (optical RGB converted to gray with OpenCV's luma weights, both resized to ``P`` with
+area interpolation) and a ``groups`` id per pair (pairs cut from one scene share it so they are
+never used as each other's negatives).
+
+Layouts read:
+
+* QXS-SAROPT: ``<root>/sar_256_oc_0.2/<name>.png`` + ``<root>/opt_256_oc_0.2/<name>.png``.
+* SEN1-2: ``<root>/ROIs*/s1_<k>/<..._s1_...>.png`` paired with ``ROIs*/s2_<k>/`` by replacing
+  ``_s1_`` with ``_s2_`` in the file name.
+* SARptical: no public loader exists; we read a root holding one folder whose name contains
+  ``sar`` and one whose name contains ``opt`` (case-insensitive), patches paired by file stem.
+* Generic aligned folders: ``aligned_folders(sar_dir, opt_dir)``, paired by file stem.
+* Our real Sentinel-1/2 pairs (``s1s2/bigearthnet-configilm`` ``.npz``): 120 x 120 scenes cut into
+  ``P`` x ``P`` patches at random positions (:func:`bigearthnet_npz`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "AlignedPatches",
+    "aligned_folders",
+    "bigearthnet_npz",
+    "concat_pools",
+    "eval_pairs",
+    "load_source",
+    "qxs_saropt",
+    "read_pairs",
+    "sarptical",
+    "sen12",
+    "split_pool",
+    "synthetic_pool",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass
+class AlignedPatches:
+    """A pool of co-registered SAR / optical patches.
+
+    Attributes:
+        sar: ``(M, P, P)`` uint8 SAR patches.
+        opt: ``(M, P, P)`` uint8 optical gray patches, ``opt[i]`` shows the place of ``sar[i]``.
+        groups: ``(M,)`` int64 source ids (one per scene / file pair).
+        names: ``M`` labels of where each pair came from.
+    """
+
+    sar: np.ndarray
+    opt: np.ndarray
+    groups: np.ndarray
+    names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.sar.shape != self.opt.shape or self.sar.ndim != 3 or self.sar.shape[1] != self.sar.shape[2]:
+            raise ValueError(f"sar and opt must both be (M, P, P), got {self.sar.shape} and {self.opt.shape}")
+        if self.groups.shape != (self.sar.shape[0],):
+            raise ValueError(f"groups must be ({self.sar.shape[0]},), got {self.groups.shape}")
+        if not self.names:
+            self.names = [str(g) for g in self.groups]
+
+    def __len__(self) -> int:
+        return int(self.sar.shape[0])
+
+    @property
+    def patch_size(self) -> int:
+        """Patch side ``P``."""
+        return int(self.sar.shape[1])
+
+    def subset(self, index: np.ndarray) -> AlignedPatches:
+        """The pairs at ``index``."""
+        idx = np.asarray(index, np.int64)
+        return AlignedPatches(self.sar[idx], self.opt[idx], self.groups[idx], [self.names[i] for i in idx])
+
+
+def concat_pools(pools: Sequence[AlignedPatches]) -> AlignedPatches:
+    """Join pools of one patch size; group ids are renumbered so sources never collide."""
+    if not pools:
+        raise ValueError("concat_pools needs at least one pool")
+    sizes = {p.patch_size for p in pools}
+    if len(sizes) != 1:
+        raise ValueError(f"pools have different patch sizes {sorted(sizes)}; load them with one patch_size")
+    groups, offset = [], 0
+    for p in pools:
+        _, inv = np.unique(p.groups, return_inverse=True)
+        groups.append(inv.astype(np.int64) + offset)
+        offset += int(inv.max()) + 1 if len(inv) else 0
+    return AlignedPatches(
+        np.concatenate([p.sar for p in pools]),
+        np.concatenate([p.opt for p in pools]),
+        np.concatenate(groups),
+        [n for p in pools for n in p.names],
+    )
+
+
+def split_pool(pool: AlignedPatches, val_fraction: float, seed: int = 0) -> tuple[AlignedPatches, AlignedPatches]:
+    """Split by source group (no scene in both parts) into ``(train, val)``.
+
+    Raises:
+        ValueError: Fewer than two groups, or ``val_fraction`` outside (0, 1).
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    ids = np.unique(pool.groups)
+    if len(ids) < 4:
+        raise ValueError(f"need at least 4 source groups to split (2 per side for negatives), got {len(ids)}")
+    rng = np.random.default_rng(seed)
+    k = min(len(ids) - 2, max(2, int(round(val_fraction * len(ids)))))
+    val_ids = rng.permutation(ids)[:k]
+    is_val = np.isin(pool.groups, val_ids)
+    return pool.subset(np.flatnonzero(~is_val)), pool.subset(np.flatnonzero(is_val))
+
+
+def eval_pairs(pool: AlignedPatches, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A fixed balanced evaluation set: each pair once as a positive and once as a negative.
+
+    Returns:
+        ``(sar_index, opt_index, labels)``, each ``(2 M,)``; the negative partner of ``i`` is a
+        random pair of another group.
+    """
+    if len(np.unique(pool.groups)) < 2:
+        raise ValueError("evaluation pairs need at least two source groups for negatives")
+    rng = np.random.default_rng(seed)
+    n = len(pool)
+    s_neg = np.arange(n)
+    o_neg = rng.integers(0, n, size=n)
+    for i in range(n):
+        while pool.groups[o_neg[i]] == pool.groups[i]:
+            o_neg[i] = rng.integers(0, n)
+    sar = np.r_[np.arange(n), s_neg].astype(np.int64)
+    opt = np.r_[np.arange(n), o_neg].astype(np.int64)
+    labels = np.r_[np.ones(n), np.zeros(n)].astype(np.float32)
+    return sar, opt, labels
+
+
+def _read_gray(path: Path, patch_size: int) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    if img.ndim == 3:
+        img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2GRAY)
+    if img.dtype != np.uint8:
+        x = img.astype(np.float32)
+        lo, hi = np.percentile(x, (0.5, 99.5))
+        img = np.clip(np.rint(255.0 * (x - lo) / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
+    if img.shape != (patch_size, patch_size):
+        interp = cv2.INTER_AREA if img.shape[0] > patch_size else cv2.INTER_LINEAR
+        img = cv2.resize(img, (patch_size, patch_size), interpolation=interp)
+    return np.asarray(img, np.uint8)
+
+
+def read_pairs(pairs: Sequence[tuple[Path, Path]], patch_size: int = 64) -> AlignedPatches:
+    """Read ``(sar_file, opt_file)`` image pairs into a pool, one group per pair.
+
+    Raises:
+        ValueError: No pairs.
+        FileNotFoundError: A file cannot be read.
+    """
+    if not pairs:
+        raise ValueError("no image pairs to read")
+    sar = np.stack([_read_gray(s, patch_size) for s, _ in pairs])
+    opt = np.stack([_read_gray(o, patch_size) for _, o in pairs])
+    return AlignedPatches(sar, opt, np.arange(len(pairs), dtype=np.int64), [s.stem for s, _ in pairs])
+
+
+def _by_stem(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def _limit(pairs: list[tuple[Path, Path]], limit: int | None) -> list[tuple[Path, Path]]:
+    return pairs if limit is None else pairs[: int(limit)]
+
+
+def aligned_folders(
+    sar_dir: str | Path, opt_dir: str | Path, patch_size: int = 64, limit: int | None = None
+) -> AlignedPatches:
+    """Two folders of co-registered images paired by file stem (``a.png`` with ``a.jpg`` ...).
+
+    Raises:
+        FileNotFoundError: A folder is missing or no stem occurs in both.
+    """
+    s, o = Path(sar_dir), Path(opt_dir)
+    for d in (s, o):
+        if not d.is_dir():
+            raise FileNotFoundError(f"image folder not found: {d}")
+    sar, opt = _by_stem(s), _by_stem(o)
+    common = sorted(set(sar) & set(opt))
+    if not common:
+        raise FileNotFoundError(f"no image names in both {s} and {o}")
+    return read_pairs(_limit([(sar[k], opt[k]) for k in common], limit), patch_size)
+
+
+def qxs_saropt(root: str | Path, patch_size: int = 64, limit: int | None = None) -> AlignedPatches:
+    """QXS-SAROPT: ``sar_256_oc_0.2/<name>.png`` + ``opt_256_oc_0.2/<name>.png`` (20,000 pairs)."""
+    r = Path(root)
+    return aligned_folders(r / "sar_256_oc_0.2", r / "opt_256_oc_0.2", patch_size, limit)
+
+
+def sen12(
+    root: str | Path, patch_size: int = 64, seasons: Sequence[str] | None = None, limit: int | None = None
+) -> AlignedPatches:
+    """SEN1-2: ``ROIs*/s1_<k>/*_s1_*.png`` paired with ``ROIs*/s2_<k>/*_s2_*.png``.
+
+    Args:
+        root: Folder holding ``ROIs1158_spring`` ... (the paper uses the spring subset only).
+        patch_size: Output patch side.
+        seasons: Keep only ``ROIs*`` folders whose name contains one of these (e.g. ``["spring"]``).
+        limit: Read at most this many pairs (in sorted order).
+
+    Raises:
+        FileNotFoundError: No pair found.
+    """
+    r = Path(root)
+    pairs = []
+    for roi in sorted(r.glob("ROIs*")):
+        if seasons and not any(s in roi.name for s in seasons):
+            continue
+        for s1_dir in sorted(roi.glob("s1_*")):
+            s2_dir = roi / ("s2_" + s1_dir.name[3:])
+            for f in sorted(s1_dir.iterdir()):
+                o = s2_dir / f.name.replace("_s1_", "_s2_")
+                if f.suffix.lower() in IMAGE_SUFFIXES and o.is_file():
+                    pairs.append((f, o))
+    if not pairs:
+        raise FileNotFoundError(f"no SEN1-2 pairs (ROIs*/s1_*/ with matching s2_* files) under {r}")
+    return read_pairs(_limit(pairs, limit), patch_size)
+
+
+def sarptical(root: str | Path, patch_size: int = 64, limit: int | None = None) -> AlignedPatches:
+    """SARptical as two sub-folders (name containing ``sar`` / ``opt``) paired by stem.
+
+    Raises:
+        FileNotFoundError: The two folders are not found (the message lists what is there).
+    """
+    r = Path(root)
+    dirs = [d for d in sorted(r.iterdir()) if d.is_dir()] if r.is_dir() else []
+    sar = [d for d in dirs if "sar" in d.name.lower() and "opt" not in d.name.lower()]
+    opt = [d for d in dirs if "opt" in d.name.lower()]
+    if not sar or not opt:
+        raise FileNotFoundError(
+            f"SARptical root {r} needs a folder named like 'sar*' and one like 'opt*'; has {[d.name for d in dirs]}"
+        )
+    return aligned_folders(sar[0], opt[0], patch_size, limit)
+
+
+def bigearthnet_npz(
+    folder: str | Path, patch_size: int = 64, crops_per_pair: int = 8, seed: int = 0
+) -> AlignedPatches:
+    """Random ``P`` x ``P`` crops of the real S1/S2 pairs of ``s1s2/bigearthnet-configilm``.
+
+    Scenes are prepared as the engine does (:func:`sarcoreg.training.patches.s1s2_pairs`: SAR dB
+    band mean and optical luma, percentile-stretched); crops of one scene share a group.
+
+    Args:
+        folder: The ``bigearthnet-configilm`` folder.
+        patch_size: Crop side (at most the 120-pixel scene side).
+        crops_per_pair: Crops per scene.
+        seed: Crop positions.
+    """
+    from .patches import s1s2_pairs
+
+    scenes = s1s2_pairs(folder)
+    rng = np.random.default_rng(seed)
+    sar, opt, groups, names = [], [], [], []
+    for g, sc in enumerate(scenes):
+        h, w = sc.a.shape
+        if min(h, w) < patch_size:
+            raise ValueError(f"{sc.name}: scene {h} x {w} is smaller than the patch size {patch_size}")
+        for _ in range(crops_per_pair):
+            r, c = int(rng.integers(0, h - patch_size + 1)), int(rng.integers(0, w - patch_size + 1))
+            opt.append(sc.a[r : r + patch_size, c : c + patch_size])
+            sar.append(sc.b[r : r + patch_size, c : c + patch_size])
+            groups.append(g)
+            names.append(f"{sc.name}@{c},{r}")
+    to8 = lambda x: np.clip(np.rint(np.stack(x) * 255.0), 0, 255).astype(np.uint8)  # noqa: E731
+    return AlignedPatches(to8(sar), to8(opt), np.asarray(groups, np.int64), names)
+
+
+def load_source(
+    spec: str, patch_size: int = 64, limit: int | None = None, seed: int = 0, crops_per_scene: int = 8
+) -> AlignedPatches:
+    """One ``--data`` source of ``sarcoreg-train bnn`` / ``bnn-moco``.
+
+    Args:
+        spec: ``qxs:ROOT``, ``sen12:ROOT`` (``sen12-spring:ROOT`` for the paper's subset),
+            ``sarptical:ROOT``, ``folders:SAR_DIR,OPT_DIR``, or a folder: the S1/S2 ``.npz`` folder
+            (``benv*_pairs/``), a QXS-SAROPT root, or a SEN1-2 root (detected by layout).
+        patch_size: Patch side.
+        limit: At most this many image pairs (file layouts only).
+        seed: Crop positions of the ``.npz`` scenes.
+        crops_per_scene: Crops per ``.npz`` scene.
+
+    Raises:
+        ValueError: The spec matches no known layout (the message lists the forms).
+    """
+    kind, _, rest = spec.partition(":")
+    if kind not in ("qxs", "sen12", "sen12-spring", "sarptical", "folders"):
+        kind, rest = "", spec  # a plain folder (also a Windows drive path)
+    if kind == "qxs":
+        return qxs_saropt(rest, patch_size, limit)
+    if kind in ("sen12", "sen12-spring"):
+        return sen12(rest, patch_size, ["spring"] if kind == "sen12-spring" else None, limit)
+    if kind == "sarptical":
+        return sarptical(rest, patch_size, limit)
+    if kind == "folders":
+        sar_dir, _, opt_dir = rest.partition(",")
+        return aligned_folders(sar_dir, opt_dir, patch_size, limit)
+    p = Path(rest)
+    if not kind and p.is_dir():
+        if any(p.glob("benv*_pairs/*.npz")):
+            return bigearthnet_npz(p, patch_size, crops_per_scene, seed)
+        if (p / "sar_256_oc_0.2").is_dir():
+            return qxs_saropt(p, patch_size, limit)
+        if any(p.glob("ROIs*/s1_*")):
+            return sen12(p, patch_size, None, limit)
+    raise ValueError(
+        f"--data {spec!r}: use qxs:ROOT, sen12:ROOT, sen12-spring:ROOT, sarptical:ROOT, "
+        "folders:SAR_DIR,OPT_DIR, or the s1s2/bigearthnet-configilm folder"
+    )
+
+
+def synthetic_pool(opt: np.ndarray, seed: int = 0, groups: np.ndarray | None = None) -> AlignedPatches:
+    """SAR-like partners (:func:`sarcoreg.training.patches.synthetic_sar_pairs`) of optical patches.
+
+    Args:
+        opt: ``(M, P, P)`` uint8 optical patches (e.g. a training pool's ``opt``).
+        seed: Base seed of the simulated radiometry and speckle.
+        groups: ``(M,)`` group ids (pass the source pool's so a simulated patch is never the
+            negative of a real patch of its own scene); default one group per patch.
+
+    Returns:
+        A pool whose ``sar`` side is simulated from ``opt``.
+    """
+    from .patches import synthetic_sar_pairs
+
+    pairs = synthetic_sar_pairs([o.astype(np.float32) / 255.0 for o in opt], seed=seed)
+    to8 = lambda x: np.clip(np.rint(np.stack(x) * 255.0), 0, 255).astype(np.uint8)  # noqa: E731
+    return AlignedPatches(to8([p.b for p in pairs]), np.array(opt, np.uint8, copy=True),
+                          np.arange(len(pairs), dtype=np.int64) if groups is None else np.asarray(groups, np.int64),
+                          [p.name for p in pairs])

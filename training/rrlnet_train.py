@@ -1,0 +1,261 @@
+"""Training loop of RRL-Net (the public code's recipe, with a wall-clock budget for CPU runs).
+
+Recipe: Nadam (lr 2e-4, momentum decay 4e-3, eps 1e-7: Keras' Nadam defaults), batch 64, each
+step draws 64 distinct random training pairs, the :mod:`~sarcoreg.training.augment`
+augmentations, ``floor(N / 64)`` steps per epoch (or ``steps_per_epoch``), FPR95 and AUC of the
+main head on the validation pairs after every epoch, the checkpoint with the lowest FPR95 kept.
+Before each validation the BatchNorm running statistics are re-estimated on a few training
+batches (:func:`recalibrate_batchnorm`; ``bn_recalibrate_batches=0`` turns it off), because short
+CPU runs end long before the Keras momentum of 0.99 has settled them.
+
+Files written to ``out_dir``: ``last.pt`` (everything needed to resume), ``best.pt`` (full
+network at the best epoch), ``best_inference.pt`` (pruned state dict), ``history.json`` and,
+on request, ``best.onnx``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sarcoreg.models.rrlnet import RRLNet, export_onnx
+from sarcoreg.training.augment import augment_pairs
+from sarcoreg.training.metrics import auc, fpr95
+from sarcoreg.training.patches import PatchSet
+from sarcoreg.training.rrlnet_losses import RRLNetLoss, make_perceptual
+
+__all__ = ["TrainConfig", "TrainResult", "pick_device", "recalibrate_batchnorm", "score_patchset", "train_rrlnet"]
+
+
+@dataclass
+class TrainConfig:
+    """Options of :func:`train_rrlnet` (defaults = the paper's recipe)."""
+
+    epochs: int = 40
+    steps_per_epoch: int | None = None
+    batch_size: int = 64
+    lr: float = 2e-4
+    perceptual: str = "gradient"
+    vgg19_weights: str | None = None
+    alpha: float = 1.0
+    beta: float = 0.1
+    augment: bool = True
+    device: str = "auto"
+    threads: int | None = None
+    max_minutes: float | None = None
+    seed: int = 100
+    val_batch: int = 128
+    export_onnx: bool = True
+    bn_recalibrate_batches: int = 4
+
+
+@dataclass
+class TrainResult:
+    """Outcome of a training run."""
+
+    best_fpr95: float
+    best_auc: float
+    best_epoch: int
+    epochs_run: int
+    steps: int
+    seconds: float
+    stopped_by_budget: bool
+    out_dir: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def pick_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' asked for but CUDA is not available; use --device cpu")
+    return torch.device(device)
+
+
+def _to_tensors(images: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device=device, dtype=torch.float32) / 255.0
+    return x[:, 0:1], x[:, 1:2]
+
+
+@torch.no_grad()
+def score_patchset(net: RRLNet, data: PatchSet, device: torch.device, batch: int = 128) -> np.ndarray:
+    """Main-head match probabilities ``(N,)`` of ``net`` (eval mode) on a patch set."""
+    was_training = net.training
+    net.eval()
+    out = []
+    for i in range(0, len(data), batch):
+        a, b = _to_tensors(data.images[i : i + batch], device)
+        out.append(torch.sigmoid(net(a, b, main_only=True).main).float().cpu().numpy())
+    net.train(was_training)
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(net: RRLNet, data: PatchSet, device: torch.device, batches: int, batch_size: int,
+                          rng: np.random.Generator) -> None:
+    """Re-estimate every BatchNorm's running mean / variance on ``batches`` training batches.
+
+    With the Keras momentum (0.99 per step) the running statistics need a few hundred steps to
+    forget their initial values (mean 0, variance 1); a short CPU run never gets there, and the
+    eval-mode network (validation, the exported model) then sees wrong statistics. This replaces
+    them with the cumulative average over fresh, un-augmented batches. Weights are untouched.
+    """
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    was_training = net.training
+    net.train()
+    for _ in range(batches):
+        idx = np.sort(rng.choice(len(data), size=min(batch_size, len(data)), replace=False))
+        a, b = _to_tensors(data.images[idx], device)
+        net(a, b)
+    for m, mom in zip(bns, saved, strict=True):
+        m.momentum = mom
+    net.train(was_training)
+
+
+def train_rrlnet(
+    train: PatchSet,
+    val: PatchSet,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train RRL-Net on patch pairs.
+
+    Args:
+        train: Training pairs ``(N, 2, 64, 64)`` uint8 + labels.
+        val: Validation pairs (both classes present).
+        out_dir: Folder for checkpoints and the history.
+        config: Options; default the paper's recipe.
+        resume: A ``last.pt`` written by an earlier run: continue from it.
+        progress: Show a tqdm progress bar per epoch.
+        log: Where one line per epoch goes.
+
+    Returns:
+        The best validation FPR95 / AUC, where it was reached, steps and time.
+    """
+    cfg = config or TrainConfig()
+    if train.images.shape[2:] != (64, 64):
+        raise ValueError(f"RRL-Net trains on 64 x 64 patches, got {train.images.shape[2:]}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    net = RRLNet().to(device)
+    loss_fn = RRLNetLoss(make_perceptual(cfg.perceptual, cfg.vgg19_weights), cfg.alpha, cfg.beta).to(device)
+    opt = torch.optim.NAdam(net.parameters(), lr=cfg.lr, momentum_decay=4e-3, eps=1e-7)
+    start_epoch, step = 0, 0
+    best = {"fpr95": math.inf, "auc": 0.0, "epoch": -1}
+    history: list[dict[str, Any]] = []
+    spent = 0.0
+    if resume is not None:
+        state = torch.load(resume, map_location=device, weights_only=False)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, step, best, history = state["epoch"] + 1, state["step"], state["best"], state["history"]
+        spent = float(state.get("seconds", 0.0))
+        rng.bit_generator.state = state["rng"]
+        log(f"resumed from {resume}: epoch {start_epoch}, step {step}, best FPR95 {best['fpr95']:.4f}")
+    steps_per_epoch = cfg.steps_per_epoch or max(1, len(train) // cfg.batch_size)
+    budget = cfg.max_minutes * 60.0 if cfg.max_minutes else math.inf
+    t0 = time.monotonic() - spent
+    stopped = False
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs):
+        net.train()
+        bar: Any = range(steps_per_epoch)
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(bar, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        losses = []
+        for _ in bar:
+            idx = rng.choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)
+            imgs = train.images[np.sort(idx)]
+            if cfg.augment:
+                imgs = augment_pairs(imgs, rng)
+            a, b = _to_tensors(imgs, device)
+            y = torch.from_numpy(train.labels[np.sort(idx)].astype(np.float32)).to(device)
+            loss, parts = loss_fn(net(a, b), a, b, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            if progress:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", bce=f"{parts['bce']:.3f}", rec=f"{parts['rec']:.4f}")
+            if time.monotonic() - t0 > budget:
+                stopped = True
+                break
+        if cfg.bn_recalibrate_batches > 0:
+            recalibrate_batchnorm(net, train, device, cfg.bn_recalibrate_batches, cfg.batch_size, rng)
+        scores = score_patchset(net, val, device, cfg.val_batch)
+        f95, area = fpr95(val.labels, scores), auc(val.labels, scores)
+        row = {
+            "epoch": epoch + 1,
+            "step": step,
+            "loss": float(np.mean(losses)) if losses else math.nan,
+            "val_fpr95": f95,
+            "val_auc": area,
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+        history.append(row)
+        improved = f95 < best["fpr95"]
+        if improved:
+            best = {"fpr95": f95, "auc": area, "epoch": epoch + 1}
+            torch.save({"model": net.state_dict(), "epoch": epoch + 1, "metrics": row}, out / "best.pt")
+            torch.save(net.inference_state_dict(), out / "best_inference.pt")
+        log(
+            f"epoch {epoch + 1}: loss {row['loss']:.4f}  val FPR95 {f95 * 100:.2f} %  AUC {area:.4f}"
+            f"{'  (best)' if improved else ''}  [{row['seconds']:.0f} s, step {step}]"
+        )
+        torch.save(
+            {
+                "model": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "best": best,
+                "history": history,
+                "rng": rng.bit_generator.state,
+                "seconds": time.monotonic() - t0,
+                "config": asdict(cfg),
+            },
+            out / "last.pt",
+        )
+        (out / "history.json").write_text(json.dumps({"config": asdict(cfg), "history": history}, indent=1))
+        if stopped:
+            log(f"stopped: time budget of {cfg.max_minutes} min used")
+            break
+    if cfg.export_onnx and (out / "best.pt").is_file():
+        best_net = RRLNet()
+        best_net.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=False)["model"])
+        export_onnx(best_net, out / "best.onnx")
+    return TrainResult(
+        best_fpr95=float(best["fpr95"]),
+        best_auc=float(best["auc"]),
+        best_epoch=int(best["epoch"]),
+        epochs_run=epoch + 1,
+        steps=step,
+        seconds=round(time.monotonic() - t0, 1),
+        stopped_by_budget=stopped,
+        out_dir=str(out),
+        history=history,
+    )
