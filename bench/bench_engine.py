@@ -34,6 +34,9 @@ CASE_COLUMNS = ["group", "case", "method", "ace_px", "success", "rmse_px", "n_in
                 "time_s", "peak_rss_mb", "offset_px", "coarse_px", "selfcons_px", "angle_deg", "error"]
 
 
+#: Learned matchers: benchmarked only when asked for (they need a trained model).
+LEARNED = {"rrlnet", "bnn", "aae"}
+
 def machine() -> str:
     """One line naming the machine the numbers were measured on."""
     import os
@@ -75,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few cases per group (smoke run)")
     parser.add_argument("--groups", default=",".join(GROUPS), help=f"comma list of: {', '.join(GROUPS)}")
-    parser.add_argument("--methods", default=",".join(available_matchers()), help="comma list of matchers")
+    parser.add_argument(
+        "--methods",
+        default=",".join(m for m in available_matchers() if m not in LEARNED),
+        help="comma list of matchers (default: the classical ones; a learned one needs a trained model)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cases", action="store_true", help="also print one row per case")
     parser.add_argument("--out", type=Path, default=BENCH_ROOT / "results", help="results folder")
