@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..correspondence import correspondence_maps
-from .base import ChipBatch, Matcher, MatchResult
+from .base import ChipBatch, MatchResult
+from .learned import LearnedMatcher
 from .peaks import fill_invalid, result_from_maps, valid_fractions
 
 __all__ = ["DEFAULT_MODEL", "AAEMatcher"]
@@ -29,7 +30,7 @@ __all__ = ["DEFAULT_MODEL", "AAEMatcher"]
 DEFAULT_MODEL = "aae-sar-optical"
 
 
-class AAEMatcher(Matcher):
+class AAEMatcher(LearnedMatcher):
     """Semi-supervised adversarial-autoencoder descriptors (Hughes & Schmitt 2019) over the search window.
 
     Args:
@@ -61,14 +62,7 @@ class AAEMatcher(Matcher):
             raise ValueError(f"stride must be >= 1, got {stride}")
         if not 0.0 <= min_valid <= 1.0:
             raise ValueError(f"min_valid must be in [0, 1], got {min_valid}")
-        by_name = isinstance(model, str) or hasattr(model, "__fspath__")
-        if not by_name and not (hasattr(model, "patch_size") and
-                                (hasattr(model, "embed_sar") or hasattr(model, "score"))):
-            raise ValueError(f"model must be a name, a path or a descriptor model, got {type(model).__name__}")
-        self._model_spec = model
-        self._model: Any = None if by_name else model
-        self._load_options = {"device": device, "backend": backend, "batch_size": batch_size}
-        self.device = str(getattr(self._model, "device", device))
+        self._init_model(model, device, backend, batch_size)
         self.stride = int(stride)
         self.min_valid = float(min_valid)
         self.window_batch = int(batch_size)
@@ -76,30 +70,16 @@ class AAEMatcher(Matcher):
         #: SAR windows embedded so far (cost accounting).
         self.evaluations = 0
 
-    @property
-    def model(self) -> Any:
-        """The descriptor model, loaded on first use.
+    @staticmethod
+    def _accepts(model: Any) -> bool:
+        """A descriptor model (``embed_sar``) or a patch model (``score``) with a patch size."""
+        return hasattr(model, "patch_size") and (hasattr(model, "embed_sar") or hasattr(model, "score"))
 
-        Raises:
-            ValueError: The named card is not shipped (the message says which card and how to
-                pass a model).
-        """
-        if self._model is None:
-            from sarcoreg.models.descriptor_model import load_descriptor_model
-            from sarcoreg.models.registry import list_models
+    def _load(self, spec: Any, **options: Any) -> Any:
+        """Descriptor models: the pair graph plus its two encoder graphs (or a ``.pt``)."""
+        from sarcoreg.models.descriptor_model import load_descriptor_model
 
-            spec = self._model_spec
-            is_card = isinstance(spec, str) and not spec.lower().endswith((".onnx", ".pt", ".pth"))
-            if is_card and spec not in list_models():
-                raise ValueError(
-                    f"aae matcher: no model card '{spec}' in sarcoreg/models/cards (shipped: "
-                    f"{', '.join(list_models()) or 'none'}); train one with 'sarcoreg-train aae' and pass "
-                    "it with the 'model' option (a card name, a .onnx pair model with its encoder graphs, "
-                    "or a .pt checkpoint)"
-                )
-            self._model = load_descriptor_model(spec, **self._load_options)
-            self.device = str(self._model.device)
-        return self._model
+        return load_descriptor_model(spec, **options)
 
     def match(self, chips: ChipBatch) -> MatchResult:
         """Find each optical template in its SAR search window by descriptor cosine similarity.

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
-from .base import ChipBatch, Matcher, MatchResult
+from .base import ChipBatch, MatchResult
+from .learned import LearnedMatcher
 from .peaks import fill_invalid, result_from_maps, valid_fractions
 
 __all__ = ["DEFAULT_MODEL", "BNNMatcher"]
@@ -37,7 +37,7 @@ __all__ = ["DEFAULT_MODEL", "BNNMatcher"]
 DEFAULT_MODEL = "bnn-sar-optical"
 
 
-class BNNMatcher(Matcher):
+class BNNMatcher(LearnedMatcher):
     """Dense search with a BNN patch model.
 
     Args:
@@ -67,13 +67,7 @@ class BNNMatcher(Matcher):
             raise ValueError(f"stride must be >= 1, got {stride}")
         if not 0.0 <= min_valid <= 1.0:
             raise ValueError(f"min_valid must be in [0, 1], got {min_valid}")
-        is_spec = isinstance(model, str) or hasattr(model, "__fspath__")
-        if not is_spec and (not hasattr(model, "score") or not hasattr(model, "patch_size")):
-            raise ValueError(f"model must be a name, a path or a patch model, got {type(model).__name__}")
-        self._model_spec = model
-        self._model: Any = None if is_spec else model
-        self._load_options = {"device": device, "backend": backend, "batch_size": batch_size}
-        self.device = str(getattr(self._model, "device", device))
+        self._init_model(model, device, backend, batch_size)
         self.stride = int(stride)
         self.min_valid = float(min_valid)
         self.patch_batch = int(batch_size)
@@ -81,42 +75,7 @@ class BNNMatcher(Matcher):
         #: Number of search-window patches embedded / scored so far.
         self.evaluations = 0
 
-    @property
-    def model(self) -> Any:
-        """The patch model, loaded by :func:`sarcoreg.models.load` on first use.
-
-        Raises:
-            ValueError: No such card (no BNN model is shipped yet); the message says how to pass one.
-        """
-        if self._model is None:
-            from sarcoreg.models import load
-
-            spec = self._model_spec
-            try:
-                self._model = load(spec, **self._load_options)
-            except ValueError as exc:
-                if "unknown model" not in str(exc):
-                    raise
-                raise ValueError(
-                    f"bnn matcher: no model card '{spec}' (looked for models/cards/{spec}.json; no BNN model "
-                    "is shipped yet). Train one with 'sarcoreg-train bnn ...' and pass its best.onnx with "
-                    "--model PATH (matcher option model=PATH)"
-                ) from exc
-            self.device = str(self._model.device)
-        return self._model
-
     # -- scoring ------------------------------------------------------------------------------
-    def _resize(self, patches: np.ndarray) -> np.ndarray:
-        """``(M, T, T)`` -> ``(M, P, P)`` float32 (area / linear resampling)."""
-        p = int(self.model.patch_size)
-        patches = np.ascontiguousarray(patches, dtype=np.float32)
-        if patches.shape[1] == p:
-            return patches
-        if len(patches) == 0:
-            return np.zeros((0, p, p), np.float32)
-        interp = cv2.INTER_AREA if patches.shape[1] > p else cv2.INTER_LINEAR
-        return np.stack([cv2.resize(x, (p, p), interpolation=interp) for x in patches])
-
     def _one_to_many(self, template: np.ndarray, patches: np.ndarray) -> np.ndarray:
         """Scores ``(K,)`` of one optical template ``(P, P)`` against SAR patches ``(K, P, P)``."""
         m = self.model

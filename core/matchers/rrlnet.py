@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
-from .base import ChipBatch, Matcher, MatchResult
+from .base import ChipBatch, MatchResult
+from .learned import LearnedMatcher
 from .peaks import fill_invalid, result_from_maps, valid_fractions
 
 __all__ = ["RRLNetMatcher"]
@@ -30,7 +30,7 @@ __all__ = ["RRLNetMatcher"]
 DEFAULT_MODEL = "rrlnet-sar-optical"
 
 
-class RRLNetMatcher(Matcher):
+class RRLNetMatcher(LearnedMatcher):
     """Learned patch similarity (RRL-Net) over the search window.
 
     Args:
@@ -63,39 +63,14 @@ class RRLNetMatcher(Matcher):
             raise ValueError(f"coarse_stride must be >= 1, got {coarse_stride}")
         if not 0.0 <= min_valid <= 1.0:
             raise ValueError(f"min_valid must be in [0, 1], got {min_valid}")
-        if not (isinstance(model, str) or hasattr(model, "__fspath__")):
-            if not hasattr(model, "score") or not hasattr(model, "patch_size"):
-                raise ValueError(f"model must be a name, a path or a patch model, got {type(model).__name__}")
-        self._model_spec = model
-        self._model: Any = None if isinstance(model, str) or hasattr(model, "__fspath__") else model
-        self._load_options = {"device": device, "backend": backend, "batch_size": batch_size}
-        self.device = str(getattr(self._model, "device", device))
+        self._init_model(model, device, backend, batch_size)
         self.coarse_stride = int(coarse_stride)
         self.min_valid = float(min_valid)
         self.batch_size = int(chips_per_call)
         #: Number of patch pairs scored so far (cost accounting for benchmarks).
         self.evaluations = 0
 
-    @property
-    def model(self) -> Any:
-        """The patch model, loaded by :func:`sarcoreg.models.load` on first use."""
-        if self._model is None:
-            from sarcoreg.models import load
-
-            self._model = load(self._model_spec, **self._load_options)
-            self.device = str(self._model.device)
-        return self._model
-
     # -- patch extraction -------------------------------------------------------------------
-    def _resize(self, patches: np.ndarray) -> np.ndarray:
-        """``(M, T, T)`` -> ``(M, P, P)`` (area / linear resampling), unchanged when T == P."""
-        p = int(self.model.patch_size)
-        if patches.shape[1] == p:
-            return patches
-        interp = cv2.INTER_AREA if patches.shape[1] > p else cv2.INTER_LINEAR
-        return np.stack([cv2.resize(x, (p, p), interpolation=interp) for x in patches]) if len(patches) else \
-            np.zeros((0, p, p), np.float32)
-
     def _score(self, ref: np.ndarray, tgt: np.ndarray, rows: np.ndarray, uv: np.ndarray, t: int) -> np.ndarray:
         """Scores ``(M,)`` of templates ``ref[rows]`` against target patches at corners ``uv`` ``(M, 2)``."""
         if len(rows) == 0:
