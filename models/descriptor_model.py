@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .patch_model import torch_device
+
 __all__ = ["DescriptorModel", "OnnxDescriptorModel", "TorchDescriptorModel", "encoder_files", "load_descriptor_model"]
 
 
@@ -142,12 +144,8 @@ class TorchDescriptorModel(DescriptorModel):
     def __init__(self, module: Any, patch_size: int, name: str, device: str = "auto", batch_size: int = 256) -> None:
         import torch
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device '{device}' asked for but torch sees no CUDA device; use device='cpu'")
         self._torch = torch
-        self._device = torch.device(device)
+        self._device = torch_device(device)
         self.module = module.to(self._device).eval()
         self.name = name
         self.patch_size = int(patch_size)

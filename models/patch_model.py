@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OnnxPatchModel", "PatchModel", "TorchPatchModel", "check_patches", "onnx_providers"]
+__all__ = ["OnnxPatchModel", "PatchModel", "TorchPatchModel", "check_patches", "onnx_providers", "torch_device"]
 
 
 def check_patches(a: np.ndarray, b: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,6 +160,21 @@ class OnnxPatchModel(PatchModel):
         return np.asarray(out).reshape(-1)
 
 
+def torch_device(device: str) -> Any:
+    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` -> a ``torch.device`` (CUDA checked).
+
+    Raises:
+        ValueError: CUDA asked for but torch sees no CUDA device.
+    """
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' asked for but torch sees no CUDA device; use device='cpu'")
+    return torch.device(device)
+
+
 class TorchPatchModel(PatchModel):
     """A patch model run by torch.
 
@@ -174,12 +189,8 @@ class TorchPatchModel(PatchModel):
     def __init__(self, module: Any, patch_size: int, name: str, device: str = "auto", batch_size: int = 128) -> None:
         import torch
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device '{device}' asked for but torch sees no CUDA device; use device='cpu'")
         self._torch = torch
-        self._device = torch.device(device)
+        self._device = torch_device(device)
         self.module = module.to(self._device).eval()
         self.name = name
         self.patch_size = int(patch_size)
