@@ -324,47 +324,6 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
         )
 
     # ----------------------------------------------------------------------------- validation
-    def checkParameterValues(self, parameters: Any, context: Any) -> tuple[bool, str]:  # noqa: N802
-        """Check the inputs before anything runs; the message names the bad parameter."""
-        ok, message = super().checkParameterValues(parameters, context)
-        if not ok:
-            return ok, message
-        try:
-            self._resolve(parameters, context)
-        except QgsProcessingException as exc:
-            return False, str(exc)
-        return True, ""
-
-    def _label(self, name: str) -> str:
-        definition = self.parameterDefinition(name)
-        return definition.description() if definition is not None else name
-
-    def _raster_path(self, layer: QgsRasterLayer | None, name: str) -> str:
-        """The GDAL-readable source of a raster layer parameter, or an error naming it."""
-        label = self._label(name)
-        if layer is None:
-            raise QgsProcessingException(f"{label}: no raster layer given ({name}).")
-        if layer.providerType() != "gdal":
-            raise QgsProcessingException(
-                f"{label}: layer '{layer.name()}' comes from the '{layer.providerType()}' provider; "
-                "sarcoreg reads files with GDAL. Save it as a GeoTIFF (Export > Save As...) and use "
-                "that file."
-            )
-        source = layer.source()
-        candidates = [source] + ([source.split("|")[0]] if "|" in source else [])
-        gdal.PushErrorHandler("CPLQuietErrorHandler")
-        try:
-            for path in candidates:
-                ds = gdal.OpenEx(path, gdal.OF_RASTER)
-                if ds is not None:
-                    ds = None
-                    return path
-        finally:
-            gdal.PopErrorHandler()
-        raise QgsProcessingException(
-            f"{label}: GDAL cannot open '{source}' as a raster; use a file-based raster (GeoTIFF, VRT, JP2 ...)."
-        )
-
     def _bands(self, parameters: Any, name: str, context: Any, layer: QgsRasterLayer) -> list[int] | None:
         bands = [int(b) for b in (self.parameterAsInts(parameters, name, context) or [])]
         bad = [b for b in bands if not 1 <= b <= layer.bandCount()]

@@ -21,7 +21,6 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 from .base import SarcoregAlgorithm
-from .coregister import CoregisterAlgorithm
 
 #: Fields holding the matched target pixel position (``sarcoreg.core.tiepoint_ops.REQUIRED_FIELDS``).
 TARGET_PIXEL_FIELDS: tuple[str, str] = ("TGT_X_IM", "TGT_Y_IM")
@@ -83,25 +82,6 @@ class PointToolAlgorithm(SarcoregAlgorithm):
 
     _group = "Tie points"
     _group_id = "tiepoints"
-
-    # The Co-register algorithm's own helpers (the label of a parameter; a GDAL-readable raster
-    # path or an error naming the parameter), shared rather than copied.
-    _label = CoregisterAlgorithm._label
-    _raster_path = CoregisterAlgorithm._raster_path
-
-    def checkParameterValues(self, parameters: Any, context: Any) -> tuple[bool, str]:  # noqa: N802
-        """Check the inputs before anything runs; the message names the bad parameter."""
-        ok, message = super().checkParameterValues(parameters, context)
-        if not ok:
-            return ok, message
-        try:
-            self._resolve(parameters, context)
-        except QgsProcessingException as exc:
-            return False, str(exc)
-        return True, ""
-
-    def _resolve(self, parameters: Any, context: Any) -> dict[str, Any]:
-        raise NotImplementedError
 
     def _point_source(
         self, parameters: Any, name: str, context: Any, required: tuple[str, ...] = ()
