@@ -82,6 +82,20 @@ def evaluate_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     return evaluate_from_params(params, progress)
 
 
+def correspondence_map_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Similarity maps around points, as a GeoTIFF (see :mod:`.correspondence_maps`)."""
+    from .correspondence_maps import run_from_params
+
+    return run_from_params(params, progress)
+
+
+def train_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Run ``sarcoreg-train`` in-process and write the model card (see :mod:`.train_job`)."""
+    from .train_job import run_from_params
+
+    return run_from_params(params, progress)
+
+
 JOBS: dict[str, Job] = {
     "diagnostics": diagnostics_job,
     "selftest": selftest_job,
@@ -89,6 +103,8 @@ JOBS: dict[str, Job] = {
     "export_gcps": export_gcps_job,
     "warp_tiepoints": warp_tiepoints_job,
     "evaluate": evaluate_job,
+    "correspondence_map": correspondence_map_job,
+    "train": train_job,
 }
 
 

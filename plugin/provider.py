@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms import all_algorithms
-from .settings import PLUGIN_DIR, SETTING_PYTHON, default_interpreter
+from .settings import PLUGIN_DIR, SETTING_MODEL_FOLDERS, SETTING_PYTHON, default_interpreter
 
 ICON = str(PLUGIN_DIR / "plugin" / "resources" / "icon.svg")
 #: Graphical models shipped with the plugin (``*.model3``), offered as algorithms of the provider.
@@ -41,6 +43,10 @@ class SarcoregProvider(QgsProcessingProvider):
                 Setting(self.name(), SETTING_PYTHON, "Python interpreter for the sarcoreg worker "
                         "(empty: " + default_interpreter() + ")", "", valuetype=Setting.FILE)
             )
+            ProcessingConfig.addSetting(
+                Setting(self.name(), SETTING_MODEL_FOLDERS, "Model folders for the sarcoreg worker (separated by "
+                        "'" + os.pathsep + "'; trained models are added here)", "")
+            )
             ProcessingConfig.readSettings()
         except Exception:  # Processing's Python side unavailable: defaults still work
             pass
@@ -52,6 +58,7 @@ class SarcoregProvider(QgsProcessingProvider):
             from processing.core.ProcessingConfig import ProcessingConfig
 
             ProcessingConfig.removeSetting(SETTING_PYTHON)
+            ProcessingConfig.removeSetting(SETTING_MODEL_FOLDERS)
         except Exception:
             pass
 

@@ -48,3 +48,38 @@ def worker_interpreter() -> str:
     if value and str(value).strip():
         return str(value).strip()
     return default_interpreter()
+
+
+#: Processing setting: extra model folders (separated like PATH), passed to the worker as
+#: ``SARCOREG_MODEL_PATH`` so that models trained with "Train a model" are found by name.
+SETTING_MODEL_FOLDERS = "SARCOREG_MODEL_FOLDERS"
+MODEL_PATH_ENV = "SARCOREG_MODEL_PATH"
+
+
+def model_folders() -> list[str]:
+    """The model folders of the Processing setting (empty list when unset or Processing is absent)."""
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+
+        value = ProcessingConfig.getSetting(SETTING_MODEL_FOLDERS)
+    except Exception:  # Processing not initialised
+        value = None
+    return [p.strip() for p in str(value or "").split(os.pathsep) if p.strip()]
+
+
+def add_model_folder(folder: str) -> list[str]:
+    """Append ``folder`` to the "model folders" setting (once) and return the new list."""
+    folders = model_folders()
+    resolved = str(Path(folder).expanduser().resolve())
+    if resolved not in [str(Path(f).expanduser().resolve()) for f in folders]:
+        folders.append(resolved)
+        from processing.core.ProcessingConfig import ProcessingConfig
+
+        ProcessingConfig.setSettingValue(SETTING_MODEL_FOLDERS, os.pathsep.join(folders))
+    return folders
+
+
+def worker_model_path() -> str:
+    """``SARCOREG_MODEL_PATH`` for the worker: the setting's folders, then the inherited variable."""
+    parts = model_folders() + [p for p in os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep) if p.strip()]
+    return os.pathsep.join(dict.fromkeys(parts))

@@ -9,7 +9,7 @@ from typing import Any
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 from ..core.worker_client import WorkerCancelled, WorkerClient, WorkerCrashed, WorkerError
-from .settings import worker_interpreter
+from .settings import MODEL_PATH_ENV, worker_interpreter, worker_model_path
 
 
 def run_worker_job(
@@ -48,9 +48,12 @@ def run_worker_job(
         else:
             feedback.pushInfo(message)
 
+    model_path = worker_model_path()
     client = WorkerClient(python=interpreter, on_progress=on_progress, on_log=on_log,
-                          is_cancelled=feedback.isCanceled)
+                          is_cancelled=feedback.isCanceled, env={MODEL_PATH_ENV: model_path} if model_path else {})
     feedback.pushDebugInfo(f"sarcoreg worker: {' '.join(client.command())} (job '{job}')")
+    if model_path:
+        feedback.pushDebugInfo(f"{MODEL_PATH_ENV}={model_path}")
     t0 = time.monotonic()
     try:
         result = client.run(job, params, cleanup=cleanup)

@@ -8,10 +8,12 @@ from qgis.core import QgsProcessingAlgorithm
 def all_algorithms() -> list[QgsProcessingAlgorithm]:
     """A fresh instance of every algorithm the provider offers."""
     from .coregister import CoregisterAlgorithm
+    from .correspondence_map import CorrespondenceMapAlgorithm
     from .diagnostics import DiagnosticsAlgorithm
     from .evaluate import EvaluateAlgorithm
     from .export_gcps import ExportGcpsAlgorithm
     from .extract_tiepoints import ExtractTiePointsAlgorithm
+    from .train_model import TrainModelAlgorithm
     from .warp_tiepoints import WarpWithTiePointsAlgorithm
 
     return [
@@ -21,4 +23,6 @@ def all_algorithms() -> list[QgsProcessingAlgorithm]:
         ExportGcpsAlgorithm(),
         WarpWithTiePointsAlgorithm(),
         EvaluateAlgorithm(),
+        CorrespondenceMapAlgorithm(),
+        TrainModelAlgorithm(),
     ]
