@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from osgeo import gdal
@@ -100,3 +101,36 @@ class SarcoregAlgorithm(QgsProcessingAlgorithm):
         raise QgsProcessingException(
             f"{label}: GDAL cannot open '{source}' as a raster; use a file-based raster (GeoTIFF, VRT, JP2 ...)."
         )
+
+    def _raster_pair(self, parameters: Any, context: Any) -> tuple[QgsRasterLayer, QgsRasterLayer, str, str]:
+        """The REFERENCE and TARGET layers and their files, checked (not the same raster).
+
+        Raises:
+            QgsProcessingException: A missing or unreadable raster, or the same raster twice; the
+                message names the parameter.
+        """
+        ref_layer = self.parameterAsRasterLayer(parameters, "REFERENCE", context)
+        tgt_layer = self.parameterAsRasterLayer(parameters, "TARGET", context)
+        reference = self._raster_path(ref_layer, "REFERENCE")
+        target = self._raster_path(tgt_layer, "TARGET")
+        if _same_file(reference, target):
+            raise QgsProcessingException(
+                f"{self._label('TARGET')} (TARGET) is the same raster as the {self._label('REFERENCE')} "
+                f"(REFERENCE): '{target}'. Choose the SAR image to co-register as the target."
+            )
+        assert ref_layer is not None and tgt_layer is not None
+        return ref_layer, tgt_layer, reference, target
+
+    def _window(self, parameters: Any, context: Any) -> int:
+        """The WINDOW parameter, checked: an even number >= 8."""
+        window = self.parameterAsInt(parameters, "WINDOW", context)
+        if window < 8 or window % 2:
+            raise QgsProcessingException(f"{self._label('WINDOW')} (WINDOW) must be an even number >= 8, got {window}.")
+        return window
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name the same file (or, for non-files, the same normalised name)."""
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.normpath(a) == os.path.normpath(b)

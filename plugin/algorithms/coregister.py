@@ -335,21 +335,8 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
 
     def _resolve(self, parameters: Any, context: Any) -> dict[str, Any]:
         """Validate the parameters and build the worker job's ``reference``/``target``/``options``."""
-        ref_layer = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)
-        tgt_layer = self.parameterAsRasterLayer(parameters, self.TARGET, context)
-        reference = self._raster_path(ref_layer, self.REFERENCE)
-        target = self._raster_path(tgt_layer, self.TARGET)
-        if _same_file(reference, target):
-            raise QgsProcessingException(
-                f"{self._label(self.TARGET)} ({self.TARGET}) is the same raster as the "
-                f"{self._label(self.REFERENCE)} ({self.REFERENCE}): '{target}'. Choose the SAR image "
-                "to co-register as the target."
-            )
-        window = self.parameterAsInt(parameters, self.WINDOW, context)
-        if window < 8 or window % 2:
-            raise QgsProcessingException(
-                f"{self._label(self.WINDOW)} ({self.WINDOW}) must be an even number >= 8, got {window}."
-            )
+        ref_layer, tgt_layer, reference, target = self._raster_pair(parameters, context)
+        window = self._window(parameters, context)
         spacing = self.parameterAsInt(parameters, self.SPACING, context)
         radius = self.parameterAsInt(parameters, self.SEARCH_RADIUS, context)
         for name, value in ((self.SPACING, spacing), (self.SEARCH_RADIUS, radius)):
@@ -520,12 +507,6 @@ def tiepoint_renderer() -> QgsRuleBasedRenderer:
             lower = upper
         root.appendChild(QgsRuleBasedRenderer.Rule(symbol, 0, 0, expr, label))
     return QgsRuleBasedRenderer(root)
-
-
-def _same_file(a: str, b: str) -> bool:
-    if os.path.exists(a) and os.path.exists(b):
-        return os.path.samefile(a, b)
-    return os.path.normpath(a) == os.path.normpath(b)
 
 
 def _deliver_raster(source: Path, destination: Path, *, move: bool) -> None:

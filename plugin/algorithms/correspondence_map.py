@@ -30,7 +30,7 @@ from qgis.core import (
 
 from ..worker_bridge import run_worker_job
 from .base import SarcoregAlgorithm
-from .coregister import DEVICES, LEARNED_MATCHERS, _same_file
+from .coregister import DEVICES, LEARNED_MATCHERS
 
 #: Matchers that return similarity maps (``MatchResult.maps``), in enum order.
 MAP_MATCHERS: list[str] = ["structural", "ncc", "mi", "rrlnet", "bnn", "aae"]
@@ -121,19 +121,8 @@ class CorrespondenceMapAlgorithm(SarcoregAlgorithm):
     # ----------------------------------------------------------------------------- validation
     def _resolve(self, parameters: Any, context: Any) -> dict[str, Any]:
         """Check the inputs; points go to the reference CRS (map units)."""
-        ref_layer = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)
-        tgt_layer = self.parameterAsRasterLayer(parameters, self.TARGET, context)
-        reference = self._raster_path(ref_layer, self.REFERENCE)
-        target = self._raster_path(tgt_layer, self.TARGET)
-        if _same_file(reference, target):
-            raise QgsProcessingException(
-                f"{self._label(self.TARGET)} ({self.TARGET}) is the same raster as the {self._label(self.REFERENCE)}."
-            )
-        assert ref_layer is not None
-        window = self.parameterAsInt(parameters, self.WINDOW, context)
-        if window < 8 or window % 2:
-            raise QgsProcessingException(
-                f"{self._label(self.WINDOW)} ({self.WINDOW}) must be an even number >= 8, got {window}.")
+        ref_layer, _, reference, target = self._raster_pair(parameters, context)
+        window = self._window(parameters, context)
         radius = self.parameterAsInt(parameters, self.SEARCH_RADIUS, context)
         if radius < 1:
             raise QgsProcessingException(f"{self._label(self.SEARCH_RADIUS)} ({self.SEARCH_RADIUS}) must be >= 1.")
