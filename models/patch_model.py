@@ -171,7 +171,9 @@ def torch_device(device: str) -> Any:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' asked for but torch sees no CUDA device; use device='cpu'")
+        raise ValueError(
+            f"device '{device}' asked for but torch sees no CUDA device; use the CPU (device 'cpu', --device cpu)"
+        )
     return torch.device(device)
 
 

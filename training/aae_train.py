@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 from sarcoreg.models.aae import AAEConfig, AAEInference, DualAAE, export_encoders_onnx, export_onnx
+from sarcoreg.models.patch_model import torch_device
 from sarcoreg.training.aae_losses import (
     Critic,
     contrastive_loss,
@@ -260,15 +261,6 @@ class AAEBatcher:
         return opt, sar
 
 
-def pick_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' asked for but CUDA is not available; use --device cpu")
-    return torch.device(device)
-
-
 def _t(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=torch.float32).unsqueeze(1)
 
@@ -422,7 +414,7 @@ def train_aae(
     cfg = config or AAETrainConfig()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    device = torch_device(cfg.device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

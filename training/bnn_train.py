@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from sarcoreg.models.bnn import BNN, export_onnx
+from sarcoreg.models.patch_model import torch_device
 from sarcoreg.training.bnn_losses import balanced_indices, bnn_loss, to_tensor
 from sarcoreg.training.metrics import auc, fpr95, roc_curve
 from sarcoreg.training.pair_datasets import AlignedPatches, eval_pairs
@@ -175,14 +176,6 @@ def roc_png(labels: np.ndarray, h: np.ndarray, path: str | Path, title: str = "B
     return out
 
 
-def _pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' asked for but CUDA is not available; use --device cpu")
-    return torch.device(device)
-
-
 def _augment(sar: np.ndarray, opt: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     from sarcoreg.training.augment import augment_pairs
 
@@ -224,7 +217,7 @@ def train_bnn(
         raise ValueError(f"init must be 'np' (from scratch) or 'moco', got {cfg.init!r}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _pick_device(cfg.device)
+    device = torch_device(cfg.device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sarcoreg.models.bnn import BNN, Tower, make_backbone, standardise
+from sarcoreg.models.patch_model import torch_device
 from torch import Tensor, nn
 
 __all__ = [
@@ -234,14 +235,6 @@ class MoCoResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' asked for but CUDA is not available; use --device cpu")
-    return torch.device(device)
-
-
 def pretrain_moco(
     images: np.ndarray,
     out_dir: str | Path,
@@ -273,7 +266,7 @@ def pretrain_moco(
         raise ValueError(f"MoCo wants (M, P, P) patches with M >= 2, got {images.shape}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _pick_device(cfg.device)
+    device = torch_device(cfg.device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from sarcoreg.models.patch_model import torch_device
 from sarcoreg.models.rrlnet import RRLNet, export_onnx
 from sarcoreg.training.augment import augment_pairs
 from sarcoreg.training.metrics import auc, fpr95
 from sarcoreg.training.patches import PatchSet
 from sarcoreg.training.rrlnet_losses import RRLNetLoss, make_perceptual
 
-__all__ = ["TrainConfig", "TrainResult", "pick_device", "recalibrate_batchnorm", "score_patchset", "train_rrlnet"]
+__all__ = ["TrainConfig", "TrainResult", "recalibrate_batchnorm", "score_patchset", "train_rrlnet"]
 
 
 @dataclass
@@ -69,15 +70,6 @@ class TrainResult:
     stopped_by_budget: bool
     out_dir: str
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def pick_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' asked for but CUDA is not available; use --device cpu")
-    return torch.device(device)
 
 
 def _to_tensors(images: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +145,7 @@ def train_rrlnet(
         raise ValueError(f"RRL-Net trains on 64 x 64 patches, got {train.images.shape[2:]}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    device = torch_device(cfg.device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
