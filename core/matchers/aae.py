@@ -58,13 +58,8 @@ class AAEMatcher(LearnedMatcher):
         batch_size: int = 256,
         chips_per_call: int = 8,
     ) -> None:
-        if int(stride) < 1:
-            raise ValueError(f"stride must be >= 1, got {stride}")
-        if not 0.0 <= min_valid <= 1.0:
-            raise ValueError(f"min_valid must be in [0, 1], got {min_valid}")
+        self.stride, self.min_valid = self._checked_search(stride, min_valid, "stride")
         self._init_model(model, device, backend, batch_size)
-        self.stride = int(stride)
-        self.min_valid = float(min_valid)
         self.window_batch = int(batch_size)
         self.batch_size = int(chips_per_call)
         #: SAR windows embedded so far (cost accounting).

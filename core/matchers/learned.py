@@ -40,6 +40,19 @@ class LearnedMatcher(Matcher):
         self.device = str(getattr(self._model, "device", device))
 
     @staticmethod
+    def _checked_search(stride: int, min_valid: float, stride_name: str = "stride") -> tuple[int, float]:
+        """``(stride, min_valid)`` checked: a search step >= 1 and a valid share in [0, 1].
+
+        Raises:
+            ValueError: A bad value; the message names the option.
+        """
+        if int(stride) < 1:
+            raise ValueError(f"{stride_name} must be >= 1, got {stride}")
+        if not 0.0 <= min_valid <= 1.0:
+            raise ValueError(f"min_valid must be in [0, 1], got {min_valid}")
+        return int(stride), float(min_valid)
+
+    @staticmethod
     def _accepts(model: Any) -> bool:
         """Whether an already loaded object can serve as this matcher's model."""
         return hasattr(model, "score") and hasattr(model, "patch_size")

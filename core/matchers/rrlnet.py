@@ -59,13 +59,8 @@ class RRLNetMatcher(LearnedMatcher):
         batch_size: int = 256,
         chips_per_call: int = 16,
     ) -> None:
-        if int(coarse_stride) < 1:
-            raise ValueError(f"coarse_stride must be >= 1, got {coarse_stride}")
-        if not 0.0 <= min_valid <= 1.0:
-            raise ValueError(f"min_valid must be in [0, 1], got {min_valid}")
+        self.coarse_stride, self.min_valid = self._checked_search(coarse_stride, min_valid, "coarse_stride")
         self._init_model(model, device, backend, batch_size)
-        self.coarse_stride = int(coarse_stride)
-        self.min_valid = float(min_valid)
         self.batch_size = int(chips_per_call)
         #: Number of patch pairs scored so far (cost accounting for benchmarks).
         self.evaluations = 0
