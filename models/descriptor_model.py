@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .patch_model import torch_device
+from .patch_model import TorchBackend
 
 __all__ = ["DescriptorModel", "OnnxDescriptorModel", "TorchDescriptorModel", "encoder_files", "load_descriptor_model"]
 
@@ -130,7 +130,7 @@ class OnnxDescriptorModel(DescriptorModel):
         return np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0])
 
 
-class TorchDescriptorModel(DescriptorModel):
+class TorchDescriptorModel(TorchBackend, DescriptorModel):
     """A torch module with ``embed_optical`` / ``embed_sar`` (inputs ``(N, 1, P, P)``).
 
     Args:
@@ -142,15 +142,7 @@ class TorchDescriptorModel(DescriptorModel):
     """
 
     def __init__(self, module: Any, patch_size: int, name: str, device: str = "auto", batch_size: int = 256) -> None:
-        import torch
-
-        self._torch = torch
-        self._device = torch_device(device)
-        self.module = module.to(self._device).eval()
-        self.name = name
-        self.patch_size = int(patch_size)
-        self.device = f"torch:{self._device}"
-        self.batch_size = int(batch_size)
+        self._attach(module, patch_size, name, device, batch_size)
 
     def _run(self, which: str, x: np.ndarray) -> np.ndarray:
         torch = self._torch

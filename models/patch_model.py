@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OnnxPatchModel", "PatchModel", "TorchPatchModel", "check_patches", "onnx_providers", "torch_device"]
+__all__ = [
+    "OnnxPatchModel",
+    "PatchModel",
+    "TorchPatchModel",
+    "TorchBackend",
+    "check_patches",
+    "onnx_providers",
+    "torch_device",
+]
 
 
 def check_patches(a: np.ndarray, b: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +185,31 @@ def torch_device(device: str) -> Any:
     return torch.device(device)
 
 
-class TorchPatchModel(PatchModel):
+class TorchBackend:
+    """Mixin of the torch back ends: the module on its device, and the contract's fields."""
+
+    _torch: Any
+    _device: Any
+    module: Any
+    name: str
+    patch_size: int
+    device: str
+    batch_size: int
+
+    def _attach(self, module: Any, patch_size: int, name: str, device: str, batch_size: int) -> None:
+        """Put ``module`` on ``device`` (``auto``, ``cpu``, ``cuda[:N]``) in eval mode; set the fields."""
+        import torch
+
+        self._torch = torch
+        self._device = torch_device(device)
+        self.module = module.to(self._device).eval()
+        self.name = name
+        self.patch_size = int(patch_size)
+        self.device = f"torch:{self._device}"
+        self.batch_size = int(batch_size)
+
+
+class TorchPatchModel(TorchBackend, PatchModel):
     """A patch model run by torch.
 
     Args:
@@ -189,15 +221,7 @@ class TorchPatchModel(PatchModel):
     """
 
     def __init__(self, module: Any, patch_size: int, name: str, device: str = "auto", batch_size: int = 128) -> None:
-        import torch
-
-        self._torch = torch
-        self._device = torch_device(device)
-        self.module = module.to(self._device).eval()
-        self.name = name
-        self.patch_size = int(patch_size)
-        self.device = f"torch:{self._device}"
-        self.batch_size = int(batch_size)
+        self._attach(module, patch_size, name, device, batch_size)
 
     def _run(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         torch = self._torch
