@@ -34,8 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_rrlnet_registration import fmt, machine, table  # noqa: E402
-from patch_scorers import CLASSICAL_SCORERS, make_scorer  # noqa: E402
+from bench_rrlnet_registration import fmt, load_scorer, machine, set_threads, table  # noqa: E402
+from patch_scorers import CLASSICAL_SCORERS  # noqa: E402
 from registration_protocol import DATA_ROOT, TEST_SUBSETS, RegistrationPair, list_pairs, load_pair  # noqa: E402
 from sarcoreg.training.metrics import auc, fpr95  # noqa: E402
 from sarcoreg.training.patches import AlignedPair, PatchSet, build_patch_pairs  # noqa: E402
@@ -100,21 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
 
-    cv2.setNumThreads(args.threads)
-    try:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        pass
-    if args.model:
-        from sarcoreg.models import load
-
-        scorer = load(args.model, device=args.device)
-        label = Path(args.model).stem if "/" in args.model else args.model
-    else:
-        scorer = make_scorer(args.scorer)
-        label = args.scorer
+    set_threads(args.threads)
+    scorer, label, _ = load_scorer(args)
     subsets = [s.strip() for s in args.subsets.split(",") if s.strip()]
     rows: list[dict[str, Any]] = []
     for subset in subsets:

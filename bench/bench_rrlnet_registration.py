@@ -74,6 +74,17 @@ def load_scorer(args: argparse.Namespace) -> tuple[PatchScorer, str, float]:
     return make_scorer(args.scorer), args.scorer, DEFAULT_THRESHOLDS[args.scorer]
 
 
+def set_threads(n: int) -> None:
+    """Use ``n`` CPU threads in OpenCV and (if installed) torch."""
+    cv2.setNumThreads(n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
 def fmt(v: Any) -> str:
     """A table cell."""
     if isinstance(v, float):
@@ -123,13 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
 
-    cv2.setNumThreads(args.threads)
-    try:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        pass
+    set_threads(args.threads)
     scorer, label, default_thr = load_scorer(args)
     k = args.keypoints or (1000 if args.mode == "full" else 300)
     cfg = ProtocolConfig(max_keypoints=k, patch_size=int(scorer.patch_size),
