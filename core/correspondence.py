@@ -317,16 +317,14 @@ def plot_correspondence_map(
     Returns:
         The path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .exports.plots import new_figure, save_png
 
     cmap = np.asarray(cmap, dtype=np.float64)
     r = (cmap.shape[0] - 1) / 2.0
     panels = [(img, name) for img, name in ((template, "optical template"), (search, "SAR search region"))
               if img is not None]
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.2 * (len(panels) + 1), 4.0), squeeze=False)
+    fig = new_figure(4.2 * (len(panels) + 1), 4.0)
+    axes = fig.subplots(1, len(panels) + 1, squeeze=False)
     for ax, (img, name) in zip(axes[0], panels, strict=False):
         ax.imshow(img, cmap="gray", vmin=0, vmax=1)
         ax.set_title(name)
@@ -344,12 +342,7 @@ def plot_correspondence_map(
     ax.legend(loc="lower right", fontsize=7)
     if title:
         fig.suptitle(title)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_png(fig, path)
 
 
 def plot_error_histograms(
@@ -369,16 +362,14 @@ def plot_error_histograms(
     Returns:
         The path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .exports.plots import new_figure, save_png
 
     if not errors:
         raise ValueError("plot_error_histograms needs at least one set of errors")
     clean = {k: np.asarray(v, float)[np.isfinite(np.asarray(v, float))] for k, v in errors.items()}
     top = max_error or max([float(v.max()) for v in clean.values() if v.size] + [1.0])
-    fig, axes = plt.subplots(1, len(clean), figsize=(4.0 * len(clean), 3.2), squeeze=False, sharey=True)
+    fig = new_figure(4.0 * len(clean), 3.2)
+    axes = fig.subplots(1, len(clean), squeeze=False, sharey=True)
     for ax, (label, e) in zip(axes[0], clean.items(), strict=True):
         ax.hist(e, bins=bins, range=(0.0, top), color="0.6", edgecolor="0.3")
         if e.size:
@@ -388,9 +379,4 @@ def plot_error_histograms(
         ax.set_title(f"{label} (n = {e.size})")
         ax.set_xlabel("matching error (px)")
     axes[0, 0].set_ylabel("matches")
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_png(fig, path)

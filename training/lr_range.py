@@ -136,12 +136,10 @@ def lr_range_test(
 
 def plot_lr_range(result: LRRangeResult, path: str | Path, title: str = "learning-rate range test") -> Path:
     """Write a PNG of the loss against the learning rate (log axis) with the suggested range shaded."""
-    import matplotlib
+    from sarcoreg.core.exports.plots import new_figure, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    fig = new_figure(6.0, 4.0)
+    ax = fig.subplots()
     ax.plot(result.lrs, result.losses, color="0.7", lw=1, label="loss")
     ax.plot(result.lrs, result.smoothed, color="C0", lw=2, label="smoothed")
     lo, hi = result.suggested
@@ -159,9 +157,4 @@ def plot_lr_range(result: LRRangeResult, path: str | Path, title: str = "learnin
             pad = 0.1 * (high - low)
             ax.set_ylim(low - pad, high + pad)
     ax.legend(fontsize=8)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_png(fig, path)

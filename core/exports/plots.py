@@ -8,6 +8,7 @@ a worker thread or a QGIS process.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -18,6 +19,8 @@ from matplotlib.patches import Circle, Polygon
 from ..tiepoints import TiePoints
 
 __all__ = [
+    "new_figure",
+    "save_png",
     "array_png",
     "ce90_px",
     "checkerboard",
@@ -39,10 +42,19 @@ def figure_png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _new_figure(width_in: float = 6.4, height_in: float = 4.8, dpi: int = 100) -> Figure:
+def new_figure(width_in: float = 6.4, height_in: float = 4.8, dpi: int = 100) -> Figure:
+    """A matplotlib figure on its own Agg canvas (no pyplot, no global state)."""
     fig = Figure(figsize=(width_in, height_in), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def save_png(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG file (folders created); returns the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(figure_png(fig))
+    return out
 
 
 def ce90_px(tiepoints: TiePoints) -> float:
@@ -133,7 +145,7 @@ def shift_vectors_png(tiepoints: TiePoints, units: str = "map units") -> bytes:
         PNG bytes.
     """
     ref = tiepoints.reference
-    fig = _new_figure(7.0, 6.0)
+    fig = new_figure(7.0, 6.0)
     ax = fig.add_subplot()
     corners = ref.pixel_to_map(
         np.array([[0, 0], [ref.width, 0], [ref.width, ref.height], [0, ref.height]], float)
@@ -192,7 +204,7 @@ def residual_scatter_png(tiepoints: TiePoints, ce90: float | None = None) -> byt
     Returns:
         PNG bytes.
     """
-    fig = _new_figure(5.5, 5.0)
+    fig = new_figure(5.5, 5.0)
     res = np.asarray(tiepoints.residual_px, dtype=np.float64)
     finite = np.isfinite(res).all(axis=1)
     inl = finite & np.asarray(tiepoints.inlier, bool)
@@ -238,7 +250,7 @@ def residual_histogram_png(tiepoints: TiePoints) -> bytes:
     Returns:
         PNG bytes.
     """
-    fig = _new_figure(6.0, 4.0)
+    fig = new_figure(6.0, 4.0)
     res = np.asarray(tiepoints.residual_px, dtype=np.float64)
     mag = np.hypot(res[:, 0], res[:, 1])
     finite = np.isfinite(mag)
