@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from osgeo import gdal, ogr, osr
+from osgeo import gdal, osr
 
 from .estimation import fit_transform, radial_stats
 from .estimation.stats import json_float
@@ -43,6 +43,7 @@ from .exports import (
     NODATA_VALUE,
     atomic_write_text,
     gcp_translate_args,
+    open_vector_layer,
     read_points,
     render_report_html,
     srs_from_text,
@@ -220,12 +221,7 @@ def layer_columns(path: str | Path, layer_name: str | None = None) -> tuple[Poin
         FileNotFoundError: GDAL cannot open ``path``.
         KeyError: No such layer.
     """
-    ds = ogr.Open(str(path))
-    if ds is None:
-        raise FileNotFoundError(f"GDAL cannot open {path} as a vector data set")
-    layer = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
-    if layer is None:
-        raise KeyError(f"{path} has no layer {layer_name!r}")
+    ds, layer = open_vector_layer(path, layer_name)
     defn = layer.GetLayerDefn()
     names = [defn.GetFieldDefn(k).GetName() for k in range(defn.GetFieldCount())]
     cols: PointColumns = {"x": [], "y": [], "fields": {name: [] for name in names}}

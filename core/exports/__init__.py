@@ -18,7 +18,7 @@ from .plots import checkerboard
 from .points_file import POINTS_HEADER, read_points, srs_from_text, write_points
 from .report_html import render_report_html, write_report_html
 from .shift_field import SHIFT_FIELD_NODATA, write_shift_field
-from .tiepoint_layer import NODATA_VALUE, read_tiepoints_gpkg, write_tiepoints_gpkg
+from .tiepoint_layer import NODATA_VALUE, open_vector_layer, read_tiepoints_gpkg, write_tiepoints_gpkg
 
 __all__ = [
     "NODATA_VALUE",
@@ -29,6 +29,7 @@ __all__ = [
     "checkerboard",
     "gcp_translate_args",
     "make_gcps",
+    "open_vector_layer",
     "read_points",
     "read_tiepoints_gpkg",
     "render_report_html",

@@ -105,6 +105,25 @@ def write_tiepoints_gpkg(
     return n
 
 
+def open_vector_layer(path: Path | str, layer_name: str | None = None) -> tuple[ogr.DataSource, ogr.Layer]:
+    """Open a vector file and one of its layers (the first when ``layer_name`` is None).
+
+    Returns:
+        ``(dataset, layer)``: keep the dataset referenced while the layer is used.
+
+    Raises:
+        FileNotFoundError: If GDAL cannot open ``path``.
+        KeyError: If the layer does not exist.
+    """
+    ds = ogr.Open(str(path))
+    if ds is None:
+        raise FileNotFoundError(f"GDAL cannot open {path} as a vector data set")
+    layer = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
+    if layer is None:
+        raise KeyError(f"{path} has no layer {layer_name!r}")
+    return ds, layer
+
+
 def read_tiepoints_gpkg(
     path: Path | str, layer_name: str | None = None
 ) -> dict[str, np.ndarray | list[str]]:
@@ -125,12 +144,7 @@ def read_tiepoints_gpkg(
         FileNotFoundError: If GDAL cannot open ``path``.
         KeyError: If the layer does not exist.
     """
-    ds = ogr.Open(str(path))
-    if ds is None:
-        raise FileNotFoundError(f"GDAL cannot open {path} as a vector data set")
-    layer = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
-    if layer is None:
-        raise KeyError(f"{path} has no layer {layer_name!r}")
+    ds, layer = open_vector_layer(path, layer_name)
     defn = layer.GetLayerDefn()
     fields = [defn.GetFieldDefn(k) for k in range(defn.GetFieldCount())]
     raw: dict[str, list[object]] = {f.GetName(): [] for f in fields}
@@ -151,5 +165,5 @@ def read_tiepoints_gpkg(
             )
         else:
             out[name] = ["" if v is None else str(v) for v in values]
-    ds = None
+    del layer, ds  # close the file
     return out
