@@ -58,12 +58,39 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    extra_files: dict[str, str] = field(default_factory=dict)
+    extra_sha256: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
         """Absolute path of the weight file (relative paths are under ``models/``)."""
         p = Path(self.file)
         return p if p.is_absolute() else MODELS_DIR / p
+
+    def file_for(self, role: str) -> Path:
+        """Absolute path of the weight file playing ``role`` (``"main"`` is :attr:`file`).
+
+        Models made of several networks (the AAE's two encoders, the shared-modality SAR and
+        optical U-Nets) name their other files in ``extra_files`` (role -> path, relative to the
+        model folder) with one checksum each in ``extra_sha256``.
+
+        Raises:
+            ValueError: The card has no file for ``role``; the message lists the roles it has.
+        """
+        if role == "main":
+            return self.path
+        if role not in self.extra_files:
+            roles = ", ".join(["main", *sorted(self.extra_files)])
+            raise ValueError(f"model '{self.name}' has no '{role}' file; its files: {roles}")
+        p = Path(self.extra_files[role])
+        return p if p.is_absolute() else MODELS_DIR / p
+
+    def all_files(self) -> dict[str, tuple[Path, str]]:
+        """Every weight file of the model: role -> (absolute path, expected SHA-256)."""
+        out = {"main": (self.path, self.sha256)}
+        for role in self.extra_files:
+            out[role] = (self.file_for(role), self.extra_sha256.get(role, ""))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The card as written to JSON."""
@@ -91,6 +118,11 @@ def list_cards(cards_dir: Path | None = None) -> list[ModelCard]:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not Path(data.get("file", "")).is_absolute():
                 data["file"] = str((path.parent.parent / data["file"]).resolve())
+            extra = dict(data.get("extra_files") or {})
+            for role, rel in extra.items():
+                if not Path(rel).is_absolute():
+                    extra[role] = str((path.parent.parent / rel).resolve())
+            data["extra_files"] = extra
             card = ModelCard(**data)
             cards.setdefault(card.name, card)
     return sorted(cards.values(), key=lambda c: c.name)
@@ -99,19 +131,22 @@ def list_cards(cards_dir: Path | None = None) -> list[ModelCard]:
 def check_card(card: ModelCard) -> dict[str, Any]:
     """Whether the card's model file exists, matches its checksum and opens in its runtime."""
     out: dict[str, Any] = {"name": card.name, "method": card.method, "file": str(card.path)}
-    if not card.path.is_file():
-        return {**out, "ok": False, "error": f"missing file {card.path}"}
-    digest = sha256_of(card.path)
-    if digest != card.sha256:
-        return {**out, "ok": False, "error": f"checksum mismatch ({digest[:12]} != {card.sha256[:12]})"}
-    if card.path.suffix == ".onnx":
-        try:
-            import onnxruntime as ort
+    for role, (path, expected) in card.all_files().items():
+        what = "file" if role == "main" else f"'{role}' file"
+        if not path.is_file():
+            return {**out, "ok": False, "error": f"missing {what} {path}"}
+        digest = sha256_of(path)
+        if expected and digest != expected:
+            return {**out, "ok": False, "error": f"{what}: checksum mismatch ({digest[:12]} != {expected[:12]})"}
+        if path.suffix == ".onnx":
+            try:
+                import onnxruntime as ort
 
-            sess = ort.InferenceSession(str(card.path), providers=["CPUExecutionProvider"])
-            out["inputs"] = [i.name for i in sess.get_inputs()]
-        except Exception as exc:
-            return {**out, "ok": False, "error": f"onnxruntime cannot open it: {exc}"}
+                sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                if role == "main":
+                    out["inputs"] = [i.name for i in sess.get_inputs()]
+            except Exception as exc:
+                return {**out, "ok": False, "error": f"{what}: onnxruntime cannot open it: {exc}"}
     return {**out, "ok": True}
 
 
