@@ -1,0 +1,1 @@
+"""Keypoint matchers for whole images (shared-modality matching, paper section 3.4)."""
