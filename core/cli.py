@@ -167,6 +167,18 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="sarcoreg-demo", help="output folder (default ./sarcoreg-demo)")
     demo.add_argument("--dx", type=float, default=3.4, help="offset put into the SAR georeferencing, px")
     demo.add_argument("--dy", type=float, default=-2.6, help="offset put into the SAR georeferencing, px")
+    shared = sub.add_parser("shared-layer", help="shared-modality layer of a SAR or optical raster")
+    shared.add_argument("raster", help="input raster (never modified)")
+    shared.add_argument("output", help="output GeoTIFF (3 bands, the input's grid)")
+    shared.add_argument("--modality", required=True, choices=["sar", "optical"], help="which network to run")
+    shared.add_argument("--model", default="shared-v2", help="card name or weight file (default shared-v2)")
+    shared.add_argument("--bands", type=int, nargs="+", help="1-based input bands in the model's order")
+    shared.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    shared.add_argument("--tile", type=int, default=512, help="tile side, multiple of 32 (default 512)")
+    shared.add_argument("--overlap", type=int, default=64, help="blended overlap of tiles, px (default 64)")
+    shared.add_argument("--batch-size", type=int, default=4, help="tiles per model call (default 4)")
+    shared.add_argument("--sar-scale", default="auto", choices=["auto", "db", "intensity", "amplitude"])
+    shared.add_argument("--dtype", default="uint8", choices=["uint8", "float32"], help="output type (default uint8)")
     sub.add_parser("matchers", help="list the available matchers")
     models = sub.add_parser("models", help="the shipped patch models (RRL-Net ...)")
     models.add_argument(
@@ -189,6 +201,20 @@ def main(argv: list[str] | None = None) -> int:
             return coregister_main(a)
         if a.command == "demo":
             return demo_main(a)
+        if a.command == "shared-layer":
+            from .shared_layers import write_shared_layer
+
+            progress, bar = _tqdm_progress()
+            try:
+                facts = write_shared_layer(
+                    a.raster, a.output, a.modality, a.model, a.bands, sar_scale=a.sar_scale, tile=a.tile,
+                    overlap=a.overlap, batch_size=a.batch_size, device=a.device, dtype=a.dtype, progress=progress,
+                )
+            finally:
+                bar.close()
+            print(f"{facts['output']}: {facts['width']} x {facts['height']} px, model {facts['model']} on "
+                  f"{facts['device']} ({facts['backend']}), {facts['seconds']:.1f} s")
+            return 0
         if a.command == "matchers":
             from .matchers.base import available_matchers, get_matcher
 

@@ -89,6 +89,13 @@ def correspondence_map_job(params: dict[str, Any], progress: Progress) -> dict[s
     return run_from_params(params, progress)
 
 
+def shared_layers_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Shared-modality layers of a SAR and/or an optical raster (see :mod:`.shared_layers`)."""
+    from .shared_layers import shared_layers_job as run
+
+    return run(params, progress)
+
+
 def train_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """Run ``sarcoreg-train`` in-process and write the model card (see :mod:`.train_job`)."""
     from .train_job import run_from_params
@@ -100,6 +107,7 @@ JOBS: dict[str, Job] = {
     "diagnostics": diagnostics_job,
     "selftest": selftest_job,
     "coregister": coregister_job,
+    "shared_layers": shared_layers_job,
     "export_gcps": export_gcps_job,
     "warp_tiepoints": warp_tiepoints_job,
     "evaluate": evaluate_job,

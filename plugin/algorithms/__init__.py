@@ -13,12 +13,14 @@ def all_algorithms() -> list[QgsProcessingAlgorithm]:
     from .evaluate import EvaluateAlgorithm
     from .export_gcps import ExportGcpsAlgorithm
     from .extract_tiepoints import ExtractTiePointsAlgorithm
+    from .shared_layers import SharedLayersAlgorithm
     from .train_model import TrainModelAlgorithm
     from .warp_tiepoints import WarpWithTiePointsAlgorithm
 
     return [
         CoregisterAlgorithm(),
         DiagnosticsAlgorithm(),
+        SharedLayersAlgorithm(),
         ExtractTiePointsAlgorithm(),
         ExportGcpsAlgorithm(),
         WarpWithTiePointsAlgorithm(),
