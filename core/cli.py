@@ -76,6 +76,11 @@ def _add_coregister_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--model", help="learned matchers: a model name (`sarcoreg models list`) or a .onnx / .pt file")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="learned matchers: device")
+    p.add_argument(
+        "--keypoints",
+        help="method shared: keypoint matcher for the shared-modality images (default disk-lightglue; "
+        "sift, aliked-lightglue, xfeat ...)",
+    )
     p.add_argument("--json", action="store_true", help="print report.json to stdout at the end")
 
 
@@ -99,13 +104,15 @@ def _options_from_args(a: argparse.Namespace) -> Any:
         min_reliability=a.min_reliability,
         ransac_threshold_px=a.ransac_threshold_px,
         seed=a.seed,
-        matcher_options=_matcher_options(a.model, a.device),
+        matcher_options=_matcher_options(a.model, a.device, a.keypoints),
     )
 
 
-def _matcher_options(model: str | None, device: str) -> dict[str, Any]:
-    """Matcher options from ``--model`` / ``--device`` (only those the user gave)."""
+def _matcher_options(model: str | None, device: str, keypoints: str | None = None) -> dict[str, Any]:
+    """Matcher options from ``--model`` / ``--device`` / ``--keypoints`` (only those the user gave)."""
     options: dict[str, Any] = {}
+    if keypoints:
+        options["keypoints"] = keypoints
     if model:
         options["model"] = model
     if device != "auto":

@@ -41,6 +41,11 @@ OUTPUT_NAMES: dict[str, str] = {
 }
 
 
+#: The method that matches through the shared modality (:mod:`.shared_matching`) rather than
+#: template against search window.
+SHARED_METHOD = "shared"
+
+
 @dataclass
 class CoregOptions:
     """Everything that tunes a co-registration; the defaults suit 10-20 m Sentinel-1/2 pairs.
@@ -114,8 +119,9 @@ class CoregOptions:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option and what is allowed."""
-        if self.method not in available_matchers():
-            raise ValueError(f"method '{self.method}' is unknown; choose one of: {', '.join(available_matchers())}")
+        methods = [*available_matchers(), SHARED_METHOD]
+        if self.method not in methods:
+            raise ValueError(f"method '{self.method}' is unknown; choose one of: {', '.join(sorted(methods))}")
         if self.transform not in TRANSFORM_KINDS:
             raise ValueError(f"transform '{self.transform}' is unknown; choose one of: {', '.join(TRANSFORM_KINDS)}")
         if self.window < 8 or self.window % 2:
@@ -131,7 +137,12 @@ class CoregOptions:
                 raise ValueError(f"{name} must be 'auto', 'optical' or 'sar', got '{getattr(self, name)}'")
         if self.sar_scale not in ("auto", "amplitude", "intensity", "db"):
             raise ValueError(f"sar_scale must be 'auto', 'amplitude', 'intensity' or 'db', got '{self.sar_scale}'")
-        get_matcher(self.method, **self.matcher_options)  # unknown matcher options fail here, early
+        if self.method == SHARED_METHOD:
+            from .shared_matching import SharedMatchOptions
+
+            SharedMatchOptions.from_matcher_options(self.matcher_options).check()
+        else:
+            get_matcher(self.method, **self.matcher_options)  # unknown matcher options fail here, early
         unknown = set(self.write_outputs or []) - set(OUTPUT_NAMES)
         if unknown:
             raise ValueError(f"unknown outputs {sorted(unknown)}; known: {', '.join(OUTPUT_NAMES)}")
@@ -345,6 +356,7 @@ class _Attempt:
     errors: list[str]
     target_px: np.ndarray
     device: str
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _match_and_fit(
@@ -356,12 +368,23 @@ def _match_and_fit(
     progress: Progress,
 ) -> _Attempt:
     """Candidates, matching and the robust fit for one prior offset."""
-    centres = _candidates(grid, ref_prep, opts, offset)
-    log.info(
-        "%d candidate tie points (%s, spacing %d, window %d, radius %d, prior offset %s)",
-        len(centres), opts.candidates, opts.spacing, opts.window, opts.search_radius, offset,
-    )
-    result, device = _match_all(grid, ref_prep, tgt_prep, centres, opts, offset, progress)
+    extra: dict[str, Any] = {}
+    if opts.method == SHARED_METHOD:
+        from .shared_matching import SharedMatchOptions, shared_match
+
+        result, extra = shared_match(
+            grid, ref_prep.modality, tgt_prep.modality, SharedMatchOptions.from_matcher_options(opts.matcher_options),
+            offset, opts.sar_scale, progress,
+        )
+        centres = result.ref_xy
+        device = np.asarray([extra["model_device"]])
+    else:
+        centres = _candidates(grid, ref_prep, opts, offset)
+        log.info(
+            "%d candidate tie points (%s, spacing %d, window %d, radius %d, prior offset %s)",
+            len(centres), opts.candidates, opts.spacing, opts.window, opts.search_radius, offset,
+        )
+        result, device = _match_all(grid, ref_prep, tgt_prep, centres, opts, offset, progress)
     l1 = ~result.valid | ~(result.reliability >= opts.min_reliability)
     errors = list(result.errors)
     for k in np.nonzero(result.valid & (result.reliability < opts.min_reliability))[0]:
@@ -378,7 +401,7 @@ def _match_and_fit(
         target_px, result.ref_xy, opts.transform, threshold_px=opts.ransac_threshold_px, seed=opts.seed,
         tps_smoothing=opts.tps_smoothing,
     )
-    return _Attempt(offset, result, fit, l1, errors, target_px, str(device[0]))
+    return _Attempt(offset, result, fit, l1, errors, target_px, str(device[0]), extra)
 
 
 def _guard_extrapolation(
@@ -523,6 +546,8 @@ def coregister(
 
     report = _report(ref, tgt, grid, opts, fit, tiepoints, coarse_info, device, ref_mod, tgt_mod)
     report["warnings"] = warnings
+    if best.extra:
+        report["shared_modality"] = best.extra
     outputs: dict[str, Path] = {}
     if out_dir is not None:
         from .outputs import write_outputs
@@ -541,6 +566,7 @@ def coregister(
             tgt_prep,
             progress.sub(0.85, 1.0),
             timings,
+            maps=result.maps,
         )
     t = lap("write", t)
     report["timings_s"] = timings

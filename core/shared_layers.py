@@ -54,8 +54,8 @@ class SharedTransform(Protocol):
     """What this module needs of a shared-modality model (see ``load_shared_model``)."""
 
     name: str
-    sar_bands: int
-    optical_bands: int
+    sar_bands: Any  # band names in order (or a count)
+    optical_bands: Any
     channels: int
     device: str
 
@@ -95,6 +95,11 @@ class InputScaling:
         valid = np.isfinite(x).all(axis=0)
         out = np.stack([s.apply(c) for s, c in zip(self.stretches, x, strict=True)])
         return np.nan_to_num(out, nan=0.0).astype(np.float32, copy=False), valid
+
+
+def _n_bands(spec: Any) -> int:
+    """Band count from a model attribute: a count, or a sequence of band names."""
+    return int(spec) if isinstance(spec, (int, np.integer)) else len(spec)
 
 
 def _card_inputs(model: SharedTransform, modality: str) -> dict[str, Any]:
@@ -167,7 +172,7 @@ def fit_input_scaling(
     """
     if modality not in MODALITIES:
         raise ValueError(f"modality must be 'sar' or 'optical', got '{modality}'")
-    needed = int(model.sar_bands if modality == "sar" else model.optical_bands)
+    needed = _n_bands(model.sar_bands if modality == "sar" else model.optical_bands)
     index = _band_index(source, modality, needed)
     spec = _card_inputs(model, modality)
     low, high = (float(v) for v in spec.get("percentiles", (0.5, 99.5)))

@@ -48,9 +48,11 @@ from .base import SarcoregAlgorithm
 
 #: Matcher names offered in the METHOD enum (``sarcoreg.core.matchers`` registers them; the
 #: provider must not import the core here, a test checks that the lists agree).
-MATCHERS: list[str] = ["structural", "ncc", "mi", "sift", "rrlnet", "bnn", "aae"]
+MATCHERS: list[str] = ["structural", "ncc", "mi", "sift", "rrlnet", "bnn", "aae", "shared"]
 #: Matchers that run a network and take ``model`` and ``device`` matcher options.
-LEARNED_MATCHERS: frozenset[str] = frozenset({"rrlnet", "bnn", "aae"})
+LEARNED_MATCHERS: frozenset[str] = frozenset({"rrlnet", "bnn", "aae", "shared"})
+#: Keypoint matchers of the ``shared`` method (``sarcoreg.core.keypoints``; a test checks them).
+KEYPOINT_MATCHERS: list[str] = ["disk-lightglue", "aliked-lightglue", "xfeat", "xfeat-lighterglue", "sift"]
 #: Transform kinds of ``sarcoreg.core.estimation.TRANSFORM_KINDS``, in enum order.
 TRANSFORMS: list[str] = ["shift", "affine", "homography", "poly1", "poly2", "poly3", "tps"]
 MODALITIES: list[str] = ["auto", "optical", "sar"]
@@ -90,8 +92,10 @@ are kept. File-based rasters only (GeoTIFF, VRT, JP2 ...).</li>
 the SAR/optical contrast reversal; the default), <i>ncc</i> (normalised cross-correlation, for
 images of the same modality), <i>mi</i> (mutual information; slower), <i>sift</i> (SIFT keypoints,
 for images of similar appearance), and the learned matchers <i>rrlnet</i> (RRL-Net patch
-verification), <i>bnn</i> (BNN / MoCo-BNN two-tower embeddings) and <i>aae</i> (adversarial
-autoencoder descriptors), which need a trained model (see <b>Model</b>).</li>
+verification), <i>bnn</i> (BNN / MoCo-BNN two-tower embeddings), <i>aae</i> (adversarial
+autoencoder descriptors), which need a trained model (see <b>Model</b>), and <i>shared</i> (both
+rasters turned into one shared modality by U-Nets, then matched by keypoints; see <b>Keypoint
+matcher of the shared method</b>).</li>
 <li><b>Transform</b>: model fitted to the tie points: <i>shift</i>, <i>affine</i> (default),
 <i>homography</i>, polynomials of order 1-3, or a thin-plate spline (<i>tps</i>). A shift or affine
 result only rewrites the geotransform (no resampling); the others warp the target.</li>
@@ -120,6 +124,10 @@ CPU; the device actually used is written to the log.</li>
 worker environment; models in folders listed in SARCOREG_MODEL_PATH count too) or the path of a
 .onnx / .pt file. Empty: the method's default model. A missing model gives an error that says
 which model was looked for and where.</li>
+<li><b>Keypoint matcher of the shared method</b>: with method <i>shared</i>, both rasters are first
+turned into the shared modality (Borisov et al. 2026; model <i>shared-v2</i> by default) and then
+matched by DISK + LightGlue, ALIKED + LightGlue, XFeat (+ LighterGlue) or SIFT; the window, spacing
+and search radius are not used by it.</li>
 </ul>
 <h3>Outputs</h3>
 <ul>
@@ -159,6 +167,7 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
     SEED = "SEED"
     DEVICE = "DEVICE"
     MODEL = "MODEL"
+    KEYPOINTS = "KEYPOINTS"
     OUTPUT = "OUTPUT"
     OUTPUT_TIEPOINTS = "OUTPUT_TIEPOINTS"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
@@ -283,6 +292,10 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
                 self.tr("Model for learned matchers (a name from `sarcoreg models list`, or a .onnx / .pt file)"),
                 optional=True,
             ),
+            QgsProcessingParameterEnum(
+                self.KEYPOINTS, self.tr("Keypoint matcher of the shared method"), options=KEYPOINT_MATCHERS,
+                defaultValue=0,
+            ),
         ]
         for param in advanced:
             param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -365,6 +378,9 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
         model = (self.parameterAsString(parameters, self.MODEL, context) or "").strip()
         if method in LEARNED_MATCHERS:
             options["matcher_options"] = {"device": device, **({"model": model} if model else {})}
+            if method == "shared":
+                options["matcher_options"]["keypoints"] = KEYPOINT_MATCHERS[
+                    self.parameterAsEnum(parameters, self.KEYPOINTS, context)]
         elif model:
             raise QgsProcessingException(
                 f"{self._label(self.MODEL)} ({self.MODEL}) is only used by the learned methods "

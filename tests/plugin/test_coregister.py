@@ -129,12 +129,14 @@ def demo_run(sarcoreg_provider, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 def test_plugin_lists_match_the_core(sarcoreg_provider) -> None:  # type: ignore[no-untyped-def]
     """The plugin's copies of the matcher list, transforms and defaults agree with the engine."""
-    from sarcoreg.core.engine import CoregOptions
+    from sarcoreg.core.engine import SHARED_METHOD, CoregOptions
     from sarcoreg.core.estimation import TRANSFORM_KINDS
+    from sarcoreg.core.keypoints import available_keypoint_matchers
     from sarcoreg.core.matchers.base import available_matchers
 
-    assert set(alg_module.MATCHERS) == set(available_matchers())
+    assert set(alg_module.MATCHERS) == {*available_matchers(), SHARED_METHOD}
     assert alg_module.LEARNED_MATCHERS <= set(alg_module.MATCHERS)
+    assert set(alg_module.KEYPOINT_MATCHERS) <= set(available_keypoint_matchers())
     assert list(alg_module.TRANSFORMS) == list(TRANSFORM_KINDS)
     core_defaults = asdict(CoregOptions())
     assert {k: core_defaults[k] for k in alg_module.DEFAULTS} == alg_module.DEFAULTS
@@ -160,6 +162,7 @@ def test_plugin_lists_match_the_core(sarcoreg_provider) -> None:  # type: ignore
         "SEED",
         "DEVICE",
         "MODEL",
+        "KEYPOINTS",
     }
     outputs = {o.name() for o in alg.outputDefinitions()}
     assert {
