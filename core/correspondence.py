@@ -35,6 +35,7 @@ from .matchers.peaks import map_reliability, subpixel_peak
 
 __all__ = [
     "MapPeaks",
+    "correspondence_map_png",
     "correspondence_maps",
     "find_peaks",
     "grid_positions",
@@ -295,29 +296,29 @@ def matching_errors(shift: np.ndarray, true_shift: np.ndarray) -> np.ndarray:
     return np.asarray(np.hypot(*(np.asarray(shift, float) - np.asarray(true_shift, float)).T))
 
 
-def plot_correspondence_map(
+def correspondence_map_png(
     cmap: np.ndarray,
-    path: str | Path,
     *,
     template: np.ndarray | None = None,
     search: np.ndarray | None = None,
     true_shift: tuple[float, float] | None = None,
     title: str = "",
-) -> Path:
-    """Write a PNG of one correspondence map (with the template and search region if given).
+    label: str = "cosine similarity",
+    lower_is_better: bool = False,
+) -> bytes:
+    """PNG bytes of one correspondence map (with the template and search region if given).
 
     Args:
-        cmap: ``(M, M)`` map, ``M = 2 R + 1`` (NaN shown blank).
-        path: Output ``.png``.
+        cmap: ``(M, M)`` map, ``M = 2 R + 1`` (NaN shown blank); ``cmap[R + dy, R + dx]`` is the
+            value at displacement ``(dx, dy)``.
         template: Optional ``(T, T)`` optical template shown beside it.
         search: Optional ``(S, S)`` SAR search region shown beside it.
         true_shift: Optional true ``(dx, dy)``, marked with a white cross.
         title: Figure title.
-
-    Returns:
-        The path written.
+        label: Colour-bar label (what the map holds).
+        lower_is_better: The map is a distance (e.g. the BNN's ``h``): its peak is the minimum.
     """
-    from .exports.plots import new_figure, save_png
+    from .exports.plots import figure_png, new_figure
 
     cmap = np.asarray(cmap, dtype=np.float64)
     r = (cmap.shape[0] - 1) / 2.0
@@ -330,9 +331,9 @@ def plot_correspondence_map(
         ax.set_title(name)
         ax.axis("off")
     ax = axes[0, -1]
-    im = ax.imshow(cmap, cmap="jet", extent=(-r - 0.5, r + 0.5, r + 0.5, -r - 0.5))
-    fig.colorbar(im, ax=ax, fraction=0.046, label="cosine similarity")
-    pk = find_peaks(cmap[None])
+    im = ax.imshow(cmap, cmap="jet_r" if lower_is_better else "jet", extent=(-r - 0.5, r + 0.5, r + 0.5, -r - 0.5))
+    fig.colorbar(im, ax=ax, fraction=0.046, label=label)
+    pk = find_peaks((-cmap if lower_is_better else cmap)[None])
     ax.plot(*pk.shift[0], "k+", ms=12, mew=2, label=f"peak ({pk.shift[0, 0]:.1f}, {pk.shift[0, 1]:.1f})")
     if true_shift is not None:
         ax.plot(*true_shift, "wx", ms=10, mew=2, label=f"truth ({true_shift[0]:.0f}, {true_shift[1]:.0f})")
@@ -342,7 +343,25 @@ def plot_correspondence_map(
     ax.legend(loc="lower right", fontsize=7)
     if title:
         fig.suptitle(title)
-    return save_png(fig, path)
+    return figure_png(fig)
+
+
+def plot_correspondence_map(
+    cmap: np.ndarray,
+    path: str | Path,
+    *,
+    template: np.ndarray | None = None,
+    search: np.ndarray | None = None,
+    true_shift: tuple[float, float] | None = None,
+    title: str = "",
+    label: str = "cosine similarity",
+    lower_is_better: bool = False,
+) -> Path:
+    """Write :func:`correspondence_map_png` of one map to ``path`` (``.png``); returns the path."""
+    out = Path(path)
+    out.write_bytes(correspondence_map_png(cmap, template=template, search=search, true_shift=true_shift,
+                                           title=title, label=label, lower_is_better=lower_is_better))
+    return out
 
 
 def plot_error_histograms(

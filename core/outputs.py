@@ -27,7 +27,10 @@ from .raster_io import CommonGrid, RasterSource
 from .tiepoints import TiePoints
 from .worker_protocol import to_jsonable
 
-__all__ = ["write_coregistered", "write_outputs", "write_report_json"]
+__all__ = ["tiepoint_map_images", "write_coregistered", "write_outputs", "write_report_json"]
+
+#: Tie points whose correspondence map the HTML report shows.
+REPORT_MAPS = 4
 
 log = logging.getLogger("sarcoreg.outputs")
 _COG_OPTIONS = ["COMPRESS=DEFLATE", "PREDICTOR=YES", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS", "OVERVIEWS=AUTO"]
@@ -125,10 +128,63 @@ def _checkerboards(grid: CommonGrid, coregistered: Path | None, ref_prep: Prepar
     return before, after
 
 
+def tiepoint_map_images(maps: np.ndarray | None, tiepoints: TiePoints, count: int = REPORT_MAPS
+                        ) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
+    """PNGs of the matcher's map over the search window for the best few tie points.
+
+    The tie points are the inliers with the highest scores (valid matches when there are fewer
+    inliers). For ``bnn`` the map is shown as the distance ``h = 1 / score - 1`` (lower = more
+    similar, the network's own quantity); for other matchers as the similarity they compute.
+
+    Args:
+        maps: ``(N, 2 R + 1, 2 R + 1)`` maps of the matcher (one per tie-point row), or None.
+        tiepoints: The tie points (same rows).
+        count: How many maps at most.
+
+    Returns:
+        ``(caption -> PNG bytes, what was shown)``: both empty when there are no maps.
+    """
+    from .correspondence import correspondence_map_png
+
+    if maps is None or len(maps) != len(tiepoints.score) or count < 1:
+        return {}, []
+    inl = np.asarray(tiepoints.inlier, bool)
+    valid = np.isfinite(tiepoints.score) & np.isfinite(tiepoints.shift_px).all(axis=1)
+    pool = np.flatnonzero(inl & valid)
+    if len(pool) == 0:
+        pool = np.flatnonzero(valid)
+    order = pool[np.argsort(-np.asarray(tiepoints.score)[pool], kind="stable")][:count]
+    images: dict[str, bytes] = {}
+    shown: list[dict[str, Any]] = []
+    matcher = str(tiepoints.matcher)
+    for k in order:
+        cmap = np.asarray(maps[k], np.float64)
+        if not np.isfinite(cmap).any():
+            continue
+        if matcher == "bnn":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cmap = 1.0 / cmap - 1.0
+            label, lower, what = "BNN distance h (lower = more similar)", True, "distance"
+        else:
+            label, lower, what = f"{matcher} similarity", False, "similarity"
+        x, y = (float(v) for v in tiepoints.ref_xy[k])
+        title = f"tie point {k} at reference px ({x:.0f}, {y:.0f}): {what} over the search window"
+        caption = (f"Tie point {k} ({'inlier' if inl[k] else 'not an inlier'}, score {float(tiepoints.score[k]):.3f}): "
+                   f"{matcher} {what} map over the search window, displacement in pixels")
+        images[caption] = correspondence_map_png(cmap, title=title, label=label, lower_is_better=lower)
+        shown.append({"tiepoint": int(k), "ref_xy": [x, y], "map": what, "matcher": matcher,
+                      "size": int(cmap.shape[0])})
+    return images, shown
+
+
 def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: TiePoints, report: dict[str, Any],
                   wanted: list[str], opts: Any, ref_prep: Preparation, tgt_prep: Preparation, progress: Progress,
-                  timings: dict[str, float]) -> dict[str, Path]:
-    """Write the ``wanted`` outputs into ``out_dir``; returns key -> path of what was written."""
+                  timings: dict[str, float], maps: np.ndarray | None = None) -> dict[str, Path]:
+    """Write the ``wanted`` outputs into ``out_dir``; returns key -> path of what was written.
+
+    ``maps`` are the matcher's maps over the search windows (one per tie point); the HTML report
+    shows them for a few tie points (:func:`tiepoint_map_images`).
+    """
     from .engine import OUTPUT_NAMES
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +210,10 @@ def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: Ti
             report["coregistered_by"] = write_coregistered(p, grid, fit, opts.resampling)
         elif key == "report_html":
             before, after = _checkerboards(grid, done.get("coregistered"), ref_prep, tgt_prep)
-            write_report_html(p, report, tiepoints, checkerboard_before=before, checkerboard_after=after)
+            images, shown = tiepoint_map_images(maps, tiepoints)
+            report["report_maps"] = shown
+            write_report_html(p, report, tiepoints, checkerboard_before=before, checkerboard_after=after,
+                              extra_images=images)
         elif key == "report_json":
             write_report_json(p, report)
         done[key] = p
