@@ -36,6 +36,7 @@ from torch import Tensor, nn
 __all__ = [
     "BACKBONES",
     "BNN",
+    "DEFAULT_WIDTH",
     "EMBED_DIM",
     "PATCH_SIZE",
     "Tower",
@@ -52,6 +53,8 @@ EMBED_DIM = 50
 PATCH_SIZE = 64
 #: Selectable backbones and their ids (stored in the weights as a buffer).
 BACKBONES = ("vgg11", "resnet50", "darknet53")
+#: First-stage width of the published backbones (VGG11's 64 channels).
+DEFAULT_WIDTH = 64
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int, act: nn.Module) -> nn.Sequential:
@@ -61,14 +64,20 @@ def _conv_bn(cin: int, cout: int, k: int, stride: int, act: nn.Module) -> nn.Seq
 class VGG11Backbone(nn.Module):
     """VGG11 (configuration "A") with BatchNorm, one input channel, global average pooling.
 
-    Maps ``(N, 1, P, P)`` to ``(N, 512)``.
+    Maps ``(N, 1, P, P)`` to ``(N, 8 w)``: ``(N, 512)`` for VGG11's first width ``w = 64``.
+
+    Args:
+        width: Channels of the first stage (64 in VGG11); the stages have ``w, 2w, 4w, 4w, 8w x 4``.
+            Small widths make CPU-sized models (the shipped CPU-trained model uses 8).
     """
 
-    out_features = 512
-
-    def __init__(self) -> None:
+    def __init__(self, width: int = DEFAULT_WIDTH) -> None:
         super().__init__()
-        cfg: list[int | str] = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        w = int(width)
+        self.out_features = 8 * w
+        cfg: list[int | str] = [w, "M", 2 * w, "M", 4 * w, 4 * w, "M", 8 * w, 8 * w, "M", 8 * w, 8 * w, "M"]
         layers: list[nn.Module] = []
         cin = 1
         for v in cfg:
@@ -144,20 +153,23 @@ class ResNet50Backbone(nn.Module):
         return cast(Tensor, self.net(x))
 
 
-def make_backbone(name: str) -> nn.Module:
+def make_backbone(name: str, width: int = DEFAULT_WIDTH) -> nn.Module:
     """A randomly initialised backbone by name.
 
     Args:
         name: One of :data:`BACKBONES`.
+        width: First-stage width; only VGG11 can be narrowed (ResNet50 and Darknet53 take 64).
 
     Returns:
         A module ``(N, 1, P, P) -> (N, F)`` with an ``out_features`` attribute ``F``.
 
     Raises:
-        ValueError: Unknown name.
+        ValueError: Unknown name, or a width other than 64 for ResNet50 / Darknet53.
     """
     if name == "vgg11":
-        return VGG11Backbone()
+        return VGG11Backbone(width)
+    if width != DEFAULT_WIDTH and name in BACKBONES:
+        raise ValueError(f"backbone '{name}' has its published width only (64); a narrower width needs vgg11")
     if name == "resnet50":
         return ResNet50Backbone()
     if name == "darknet53":
@@ -178,11 +190,12 @@ class Tower(nn.Module):
     Args:
         backbone: One of :data:`BACKBONES`.
         dim: Dimension ``n`` of the common space.
+        width: First-stage width of the backbone (see :func:`make_backbone`).
     """
 
-    def __init__(self, backbone: str = "vgg11", dim: int = EMBED_DIM) -> None:
+    def __init__(self, backbone: str = "vgg11", dim: int = EMBED_DIM, width: int = DEFAULT_WIDTH) -> None:
         super().__init__()
-        self.backbone = make_backbone(backbone)
+        self.backbone = make_backbone(backbone, width)
         self.head = nn.Linear(int(getattr(self.backbone, "out_features")), dim)  # noqa: B009
 
     def forward(self, x: Tensor) -> Tensor:
@@ -197,19 +210,22 @@ class BNN(nn.Module):
         backbone: One of :data:`BACKBONES` (both towers use it; weights are not shared).
         dim: Dimension ``n`` of the common space (50 in the paper).
         patch_size: Patch side ``P`` the model is trained for (kept in the weights).
+        width: First-stage width of the backbones (kept in the weights; 64 = the published VGG11).
     """
 
     bnn_config: Tensor
 
-    def __init__(self, backbone: str = "vgg11", dim: int = EMBED_DIM, patch_size: int = PATCH_SIZE) -> None:
+    def __init__(self, backbone: str = "vgg11", dim: int = EMBED_DIM, patch_size: int = PATCH_SIZE,
+                 width: int = DEFAULT_WIDTH) -> None:
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone '{backbone}'; choose one of {', '.join(BACKBONES)}")
         self.backbone_name = backbone
         self.dim = int(dim)
-        self.sar_tower = Tower(backbone, dim)
-        self.opt_tower = Tower(backbone, dim)
-        self.register_buffer("bnn_config", torch.tensor([BACKBONES.index(backbone), dim, patch_size]))
+        self.width = int(width)
+        self.sar_tower = Tower(backbone, dim, width)
+        self.opt_tower = Tower(backbone, dim, width)
+        self.register_buffer("bnn_config", torch.tensor([BACKBONES.index(backbone), dim, patch_size, width]))
 
     @property
     def patch_size(self) -> int:
@@ -263,8 +279,12 @@ def module_from_state(state: dict[str, Any]) -> tuple[BNN, int]:
     """
     if "bnn_config" not in state:
         raise ValueError("not a BNN state dict (no 'bnn_config' entry)")
-    code, dim, size = (int(v) for v in torch.as_tensor(state["bnn_config"]).tolist())
-    net = BNN(BACKBONES[code], dim=dim, patch_size=size)
+    conf = [int(v) for v in torch.as_tensor(state["bnn_config"]).tolist()]
+    if len(conf) == 3:  # weights written before the width was stored: the published width
+        conf.append(DEFAULT_WIDTH)
+        state = {**state, "bnn_config": torch.tensor(conf)}
+    code, dim, size, width = conf
+    net = BNN(BACKBONES[code], dim=dim, patch_size=size, width=width)
     net.load_state_dict(state)
     return net.eval(), size
 

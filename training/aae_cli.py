@@ -7,7 +7,8 @@ Example (GPU, real S1/S2 pairs plus SAR-like partners, 25 % supervision)::
         --epochs 100 --find-lr --val-maps 64 --out runs/aae-s25
 
 ``--data`` takes the image-pair sources of ``sarcoreg-train rrlnet`` (the S1/S2 ``.npz`` folder,
-``bigearthnet-examples``, a VIS-NIR pair folder); patch ``.npy`` files are not accepted (the AAE
+``bigearthnet-examples``, a VIS-NIR pair folder) and the real SAR / optical pairs ``srif:ROOT``,
+``osmnet:ROOT``, ``whu:ROOT`` (:mod:`sarcoreg.training.real_pairs`); patch ``.npy`` files are not accepted (the AAE
 needs search patches larger than its input). Image pairs are split by pair into training and
 validation (``--val-fraction``); ``--synthetic K`` adds K SAR-like partners per training optical
 image. ``--search-size`` must not exceed the image size (120 for the S1/S2 pairs; the
@@ -33,7 +34,11 @@ def load_image_pairs(spec: str, mosaics: bool = False) -> list[AlignedPair]:
         ValueError: The source is a patch file or unknown.
     """
     from sarcoreg.training.cli import _image_pairs
+    from sarcoreg.training.real_pairs import pairs_from_spec
 
+    real = pairs_from_spec(spec)
+    if real is not None:
+        return real
     p = Path(spec)
     if p.is_dir() and any(p.glob("benv*_pairs/*.npz")):
         return s1s2_pairs(p, include_mosaics=mosaics)
@@ -45,16 +50,25 @@ def load_image_pairs(spec: str, mosaics: bool = False) -> list[AlignedPair]:
 
 def split_image_pairs(specs: list[str], mosaics: bool, val_fraction: float,
                       seed: int) -> tuple[list[AlignedPair], list[AlignedPair]]:
-    """Training and validation image pairs, split by pair per source (same split for the same arguments)."""
+    """Training and validation image pairs, split per source (same split for the same arguments).
+
+    The split is by region (:func:`sarcoreg.training.real_pairs.s1s2_regions`): an S1/S2 mosaic and
+    the patches inside it go to the same side; every other pair is its own region.
+    """
+    from sarcoreg.training.real_pairs import s1s2_regions
+
     rng = np.random.default_rng(seed)
     train_pairs: list[AlignedPair] = []
     val_pairs: list[AlignedPair] = []
     for spec in specs:
         pairs = load_image_pairs(spec, mosaics)
-        perm = rng.permutation(len(pairs))
-        k = max(1, int(round(val_fraction * len(pairs)))) if len(pairs) > 1 else 0
-        val_pairs += [pairs[i] for i in sorted(perm[:k])]
-        train_pairs += [pairs[i] for i in sorted(perm[k:])]
+        regions = np.asarray(s1s2_regions([q.name for q in pairs]))
+        ids = np.unique(regions)
+        perm = rng.permutation(ids)
+        k = max(1, int(round(val_fraction * len(ids)))) if len(ids) > 1 else 0
+        held = np.isin(regions, perm[:k])
+        val_pairs += [q for q, h in zip(pairs, held, strict=True) if h]
+        train_pairs += [q for q, h in zip(pairs, held, strict=True) if not h]
     return train_pairs, val_pairs
 
 

@@ -39,8 +39,11 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch-size", type=int, default=64)
     p.add_argument("--limit", type=int, default=None, help="at most this many image pairs per file source")
     p.add_argument("--crops-per-scene", type=int, default=8, help="random crops per S1/S2 .npz scene")
+    p.add_argument("--mosaics", action="store_true", help="S1/S2 folder: also its mosaic scenes (training side "
+                   "or validation side together with the patches inside them)")
     p.add_argument("--synthetic", type=int, default=0, help="SAR-like partners per training optical patch")
     p.add_argument("--backbone", choices=("vgg11", "resnet50", "darknet53"), default="vgg11")
+    p.add_argument("--width", type=int, default=64, help="first-stage width of VGG11 (64 = VGG11; small for CPU)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -53,10 +56,11 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 def data_pools(a: argparse.Namespace) -> tuple[AlignedPatches, AlignedPatches, dict[str, object]]:
     """Training and validation pools of the parsed ``--data`` / ``--val`` / ``--synthetic`` options."""
-    pools = [load_source(s, a.patch_size, a.limit, a.seed, a.crops_per_scene) for s in a.data]
+    pools = [load_source(s, a.patch_size, a.limit, a.seed, a.crops_per_scene, a.mosaics) for s in a.data]
     pool = concat_pools(pools)
     if a.val:
-        val_pools = [load_source(s, a.patch_size, a.limit, a.seed + 1, a.crops_per_scene) for s in a.val]
+        val_pools = [load_source(s, a.patch_size, a.limit, a.seed + 1, a.crops_per_scene, a.mosaics)
+                     for s in a.val]
         train, val = pool, concat_pools(val_pools)
     else:
         train, val = split_pool(pool, a.val_fraction, a.seed)
@@ -89,7 +93,7 @@ def moco_main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     train, _, info = data_pools(a)
     print(f"MoCo on {len(train)} training patches per modality", flush=True)
-    cfg = MoCoConfig(backbone=a.backbone, queue_size=a.queue_size, shuffle_groups=a.shuffle_groups,
+    cfg = MoCoConfig(backbone=a.backbone, width=a.width, queue_size=a.queue_size, shuffle_groups=a.shuffle_groups,
                      epochs=a.epochs, steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr=a.lr,
                      lr_drop_epoch=a.lr_drop_epoch, device=a.device, threads=a.threads,
                      max_minutes=a.max_minutes, max_steps=a.max_steps, seed=a.seed)
@@ -132,8 +136,9 @@ def bnn_main(argv: list[str]) -> int:
             p.error("--init moco needs --moco-dir (the --out folder of sarcoreg-train bnn-moco)")
         moco_sar = str(Path(a.moco_dir) / "sar" / "encoder_sar.pt")
         moco_opt = str(Path(a.moco_dir) / "opt" / "encoder_opt.pt")
-    cfg = BNNTrainConfig(backbone=a.backbone, init=a.init, moco_sar=moco_sar, moco_opt=moco_opt, epochs=a.epochs,
-                         steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr=a.lr, augment=a.augment,
+    cfg = BNNTrainConfig(backbone=a.backbone, width=a.width, init=a.init, moco_sar=moco_sar, moco_opt=moco_opt,
+                         epochs=a.epochs, steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr=a.lr,
+                         augment=a.augment,
                          device=a.device, threads=a.threads, max_minutes=a.max_minutes, max_steps=a.max_steps,
                          seed=a.seed)
     res = train_bnn(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress,

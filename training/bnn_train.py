@@ -52,6 +52,7 @@ class BNNTrainConfig:
     """Options of :func:`train_bnn` (defaults: the paper's MoCo-BNN fine-tuning)."""
 
     backbone: str = "vgg11"
+    width: int = 64
     init: str = "np"
     moco_sar: str | None = None
     moco_opt: str | None = None
@@ -222,7 +223,7 @@ def train_bnn(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    net = BNN(cfg.backbone, patch_size=train.patch_size)
+    net = BNN(cfg.backbone, patch_size=train.patch_size, width=cfg.width)
     if cfg.init == "moco" and resume is None:
         if not cfg.moco_sar or not cfg.moco_opt:
             raise ValueError("init='moco' needs moco_sar and moco_opt (encoder_*.pt of sarcoreg-train bnn-moco)")
@@ -293,7 +294,7 @@ def train_bnn(
             log("stopped: time / step budget used")
             break
     if cfg.export_onnx and (out / "best.pt").is_file():
-        best_net = BNN(cfg.backbone, patch_size=train.patch_size)
+        best_net = BNN(cfg.backbone, patch_size=train.patch_size, width=cfg.width)
         best_net.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=False)["model"])
         export_onnx(best_net, out / "best.onnx")
     return BNNTrainResult(int(best["epoch"]), dict(best["metrics"]), epoch + 1, step,

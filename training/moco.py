@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sarcoreg.models.bnn import BNN, Tower, make_backbone, standardise
+from sarcoreg.models.bnn import BNN, DEFAULT_WIDTH, Tower, make_backbone, standardise
 from sarcoreg.models.patch_model import torch_device
 from torch import Tensor, nn
 
@@ -58,12 +58,14 @@ class MoCoEncoder(nn.Module):
         backbone: One of :data:`sarcoreg.models.bnn.BACKBONES`.
         dim: Output dimension (MoCo's 128).
         mlp: MoCo v2's two-layer MLP head.
+        width: First-stage width of the backbone (:func:`sarcoreg.models.bnn.make_backbone`).
     """
 
-    def __init__(self, backbone: str = "vgg11", dim: int = 128, mlp: bool = True) -> None:
+    def __init__(self, backbone: str = "vgg11", dim: int = 128, mlp: bool = True, width: int = DEFAULT_WIDTH) -> None:
         super().__init__()
         self.backbone_name = backbone
-        self.backbone = make_backbone(backbone)
+        self.width = int(width)
+        self.backbone = make_backbone(backbone, width)
         f = int(self.backbone.out_features)
         self.head: nn.Module = (
             nn.Sequential(nn.Linear(f, f), nn.ReLU(inplace=True), nn.Linear(f, dim)) if mlp else nn.Linear(f, dim)
@@ -85,6 +87,7 @@ class MoCo(nn.Module):
         tau: Softmax temperature.
         mlp: MLP projection head (MoCo v2).
         shuffle_groups: Sub-batches of the single-device shuffled BN (1 = plain BN).
+        width: First-stage width of the backbone.
     """
 
     queue: Tensor
@@ -99,12 +102,13 @@ class MoCo(nn.Module):
         tau: float = 0.07,
         mlp: bool = True,
         shuffle_groups: int = 4,
+        width: int = DEFAULT_WIDTH,
     ) -> None:
         super().__init__()
         if not 0.0 <= m < 1.0:
             raise ValueError(f"momentum m must be in [0, 1), got {m}")
         self.m, self.tau, self.groups = float(m), float(tau), max(1, int(shuffle_groups))
-        self.encoder_q = MoCoEncoder(backbone, dim, mlp)
+        self.encoder_q = MoCoEncoder(backbone, dim, mlp, width)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for p in self.encoder_k.parameters():
             p.requires_grad = False
@@ -200,6 +204,7 @@ class MoCoConfig:
     """Options of :func:`pretrain_moco` (defaults: the paper's SGD settings, SEN1-2 schedule)."""
 
     backbone: str = "vgg11"
+    width: int = DEFAULT_WIDTH
     dim: int = 128
     queue_size: int = 4096
     m: float = 0.999
@@ -273,7 +278,8 @@ def pretrain_moco(
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
-    model = MoCo(cfg.backbone, cfg.dim, cfg.queue_size, cfg.m, cfg.tau, cfg.mlp, cfg.shuffle_groups).to(device)
+    model = MoCo(cfg.backbone, cfg.dim, cfg.queue_size, cfg.m, cfg.tau, cfg.mlp, cfg.shuffle_groups,
+                 cfg.width).to(device)
     opt = torch.optim.SGD(model.encoder_q.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     start_epoch, step, spent = 0, 0, 0.0
@@ -331,7 +337,7 @@ def pretrain_moco(
         if stopped:
             break
     enc_path = out / f"encoder_{modality}.pt"
-    torch.save({"backbone": cfg.backbone, "modality": modality, "steps": step,
+    torch.save({"backbone": cfg.backbone, "width": cfg.width, "modality": modality, "steps": step,
                 "state": model.encoder_q.backbone.state_dict()}, enc_path)
     return MoCoResult(str(enc_path), modality, epoch + 1, step, round(time.monotonic() - t0, 1), loss_v,
                       stopped, history)
@@ -349,12 +355,16 @@ def load_pretrained_backbone(tower: Tower, path: str | Path, backbone: str | Non
         The file's metadata (backbone, modality, steps).
 
     Raises:
-        ValueError: Backbones differ.
+        ValueError: Backbones or widths differ.
     """
     st = torch.load(path, map_location="cpu", weights_only=False)
     if backbone is not None and st["backbone"] != backbone:
         raise ValueError(f"{path}: pre-trained backbone is {st['backbone']}, the BNN uses {backbone}")
-    tower.backbone.load_state_dict(st["state"])
+    try:
+        tower.backbone.load_state_dict(st["state"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: the pre-trained backbone (width {st.get('width', DEFAULT_WIDTH)}) does not fit the "
+                         f"BNN tower; pre-train with the BNN's --width") from exc
     return {k: v for k, v in st.items() if k != "state"}
 
 

@@ -258,7 +258,7 @@ def sarptical(root: str | Path, patch_size: int = 64, limit: int | None = None) 
 
 
 def bigearthnet_npz(
-    folder: str | Path, patch_size: int = 64, crops_per_pair: int = 8, seed: int = 0
+    folder: str | Path, patch_size: int = 64, crops_per_pair: int = 8, seed: int = 0, mosaics: bool = False
 ) -> AlignedPatches:
     """Random ``P`` x ``P`` crops of the real S1/S2 pairs of ``s1s2/bigearthnet-configilm``.
 
@@ -268,45 +268,65 @@ def bigearthnet_npz(
     Args:
         folder: The ``bigearthnet-configilm`` folder.
         patch_size: Crop side (at most the 120-pixel scene side).
-        crops_per_pair: Crops per scene.
+        crops_per_pair: Crops per 120 x 120 scene (a mosaic gets as many per 120 x 120 of its area).
         seed: Crop positions.
+        mosaics: Also the three larger ``benv2_mosaic_*`` scenes. A mosaic and the patches inside
+            it share one group (:func:`sarcoreg.training.real_pairs.s1s2_regions`), so a split
+            by group keeps them on one side; crops over a mosaic's missing cells are redrawn.
     """
     from .patches import s1s2_pairs
+    from .real_pairs import crop_pool, s1s2_regions
 
-    scenes = s1s2_pairs(folder)
-    rng = np.random.default_rng(seed)
-    sar, opt, groups, names = [], [], [], []
-    for g, sc in enumerate(scenes):
+    scenes = s1s2_pairs(folder, include_mosaics=mosaics)
+    regions = s1s2_regions([sc.name for sc in scenes])
+    pools = []
+    for k, sc in enumerate(scenes):
         h, w = sc.a.shape
         if min(h, w) < patch_size:
             raise ValueError(f"{sc.name}: scene {h} x {w} is smaller than the patch size {patch_size}")
-        for _ in range(crops_per_pair):
-            r, c = int(rng.integers(0, h - patch_size + 1)), int(rng.integers(0, w - patch_size + 1))
-            opt.append(sc.a[r : r + patch_size, c : c + patch_size])
-            sar.append(sc.b[r : r + patch_size, c : c + patch_size])
-            groups.append(g)
-            names.append(f"{sc.name}@{c},{r}")
-    to8 = lambda x: np.clip(np.rint(np.stack(x) * 255.0), 0, 255).astype(np.uint8)  # noqa: E731
-    return AlignedPatches(to8(sar), to8(opt), np.asarray(groups, np.int64), names)
+        n = max(crops_per_pair, int(round(crops_per_pair * h * w / 120.0**2)))
+        if "mosaic" in sc.name:
+            pool = crop_pool([sc], patch_size, n, seed + 7919 * k)
+        else:  # plain scenes: any crop (a dark scene is still a valid scene)
+            rng = np.random.default_rng(seed + 7919 * k)
+            rc = [(int(rng.integers(0, h - patch_size + 1)), int(rng.integers(0, w - patch_size + 1)))
+                  for _ in range(n)]
+            to8 = lambda x: np.clip(np.rint(np.stack(x) * 255.0), 0, 255).astype(np.uint8)  # noqa: E731
+            pool = AlignedPatches(to8([sc.b[r : r + patch_size, c : c + patch_size] for r, c in rc]),
+                                  to8([sc.a[r : r + patch_size, c : c + patch_size] for r, c in rc]),
+                                  np.zeros(n, np.int64), [f"{sc.name}@{c},{r}" for r, c in rc])
+        pool.groups[:] = regions[k]
+        pools.append(pool)
+    return AlignedPatches(np.concatenate([p.sar for p in pools]), np.concatenate([p.opt for p in pools]),
+                          np.concatenate([p.groups for p in pools]), [n for p in pools for n in p.names])
 
 
 def load_source(
-    spec: str, patch_size: int = 64, limit: int | None = None, seed: int = 0, crops_per_scene: int = 8
+    spec: str, patch_size: int = 64, limit: int | None = None, seed: int = 0, crops_per_scene: int = 8,
+    mosaics: bool = False,
 ) -> AlignedPatches:
     """One ``--data`` source of ``sarcoreg-train bnn`` / ``bnn-moco``.
 
     Args:
         spec: ``qxs:ROOT``, ``sen12:ROOT`` (``sen12-spring:ROOT`` for the paper's subset),
-            ``sarptical:ROOT``, ``folders:SAR_DIR,OPT_DIR``, or a folder: the S1/S2 ``.npz`` folder
+            ``sarptical:ROOT``, ``folders:SAR_DIR,OPT_DIR``, the real image pairs ``srif:ROOT``,
+            ``osmnet:ROOT``, ``whu:ROOT`` (:mod:`sarcoreg.training.real_pairs`, cut into
+            ``crops_per_scene`` crops per image pair), or a folder: the S1/S2 ``.npz`` folder
             (``benv*_pairs/``), a QXS-SAROPT root, or a SEN1-2 root (detected by layout).
         patch_size: Patch side.
         limit: At most this many image pairs (file layouts only).
         seed: Crop positions of the ``.npz`` scenes.
-        crops_per_scene: Crops per ``.npz`` scene.
+        crops_per_scene: Crops per ``.npz`` scene or real image pair.
+        mosaics: With the S1/S2 folder, also its mosaic scenes (:func:`bigearthnet_npz`).
 
     Raises:
         ValueError: The spec matches no known layout (the message lists the forms).
     """
+    from .real_pairs import crop_pool, pairs_from_spec
+
+    real = pairs_from_spec(spec)
+    if real is not None:
+        return crop_pool(real[:limit] if limit else real, patch_size, crops_per_scene, seed)
     kind, _, rest = spec.partition(":")
     if kind not in ("qxs", "sen12", "sen12-spring", "sarptical", "folders"):
         kind, rest = "", spec  # a plain folder (also a Windows drive path)
@@ -322,14 +342,14 @@ def load_source(
     p = Path(rest)
     if not kind and p.is_dir():
         if any(p.glob("benv*_pairs/*.npz")):
-            return bigearthnet_npz(p, patch_size, crops_per_scene, seed)
+            return bigearthnet_npz(p, patch_size, crops_per_scene, seed, mosaics)
         if (p / "sar_256_oc_0.2").is_dir():
             return qxs_saropt(p, patch_size, limit)
         if any(p.glob("ROIs*/s1_*")):
             return sen12(p, patch_size, None, limit)
     raise ValueError(
         f"--data {spec!r}: use qxs:ROOT, sen12:ROOT, sen12-spring:ROOT, sarptical:ROOT, "
-        "folders:SAR_DIR,OPT_DIR, or the s1s2/bigearthnet-configilm folder"
+        "folders:SAR_DIR,OPT_DIR, srif:ROOT, osmnet:ROOT, whu:ROOT, or the s1s2/bigearthnet-configilm folder"
     )
 
 
