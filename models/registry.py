@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .patch_model import PatchModel
+    from .shared_modality import SharedModalityModel
 
 __all__ = [
     "ModelCard",
@@ -192,8 +193,14 @@ def _torch_module_for(state: dict[str, Any], source: str) -> tuple[Any, int]:
     raise ValueError(f"{source}: not a known network's state dict (expected RRL-Net keys 'tower_a.*')")
 
 
-def load(name_or_path: str | Path, device: str = "auto", backend: str = "auto", batch_size: int = 128) -> PatchModel:
-    """Load a patch model by card name or file.
+def load(
+    name_or_path: str | Path, device: str = "auto", backend: str = "auto", batch_size: int = 128
+) -> PatchModel | SharedModalityModel:
+    """Load a patch model (or a shared-modality model) by card name or file.
+
+    A card whose ``method`` is ``"shared"`` gives a
+    :class:`~sarcoreg.models.shared_modality.SharedModalityModel` (``transform(batch, modality)``,
+    see :func:`~sarcoreg.models.shared_modality.load_shared_model`; ``batch_size`` does not apply).
 
     Args:
         name_or_path: A card name from ``models/cards/*.json`` (see :func:`list_models`), or a path
@@ -220,6 +227,10 @@ def load(name_or_path: str | Path, device: str = "auto", backend: str = "auto", 
     name = path.stem
     if path.suffix.lower() not in (".onnx", ".pt", ".pth"):
         card = find_card(text)
+        if card.method == "shared":
+            from .shared_modality import load_shared_model
+
+            return load_shared_model(card, device=device, backend=backend)
         path, name = card.path, card.name
         if not path.is_file():
             raise FileNotFoundError(f"model '{name}': weight file {path} is missing")

@@ -203,10 +203,17 @@ def _aae_eval(argv: list[str]) -> int:
     return aae_eval_main(argv)
 
 
+def _shared(argv: list[str]) -> int:
+    from sarcoreg.training.shared_cli import shared_main  # shared-modality transform (issue 5)
+
+    return shared_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``sarcoreg-train <model> [options]`` (models: ``rrlnet``)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    models = {"rrlnet": _rrlnet, "bnn": _bnn, "bnn-moco": _bnn_moco, "aae": _aae, "aae-eval": _aae_eval}
+    models = {"rrlnet": _rrlnet, "bnn": _bnn, "bnn-moco": _bnn_moco, "aae": _aae, "aae-eval": _aae_eval,
+              "shared": _shared}
     if not args or args[0] not in models:
         print(f"usage: sarcoreg-train {{{','.join(models)}}} [options]  (try: sarcoreg-train rrlnet -h)")
         return 2
