@@ -6,8 +6,9 @@ what ``sarcoreg.training.cli.main`` prints, turns each epoch line into a progres
 stopping the worker process (and removes the run folder and the model files it created).
 
 After the run the model is exported where the user said: ``write_card(..., folder=...)`` of
-:mod:`sarcoreg.training.model_card` (rrlnet) or :mod:`sarcoreg.training.bnn_card` (bnn), so that
-a worker with that folder in ``SARCOREG_MODEL_PATH`` finds the model by name.
+:mod:`sarcoreg.training.model_card` (rrlnet), :mod:`sarcoreg.training.bnn_card` (bnn) or
+:mod:`sarcoreg.training.aae_card` (aae: the pair graph and its two encoder graphs), so that a worker
+with that folder in ``SARCOREG_MODEL_PATH`` finds the model by name.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ __all__ = ["TRAINABLE", "train_argv", "run_from_params"]
 log = logging.getLogger("sarcoreg.train")
 
 #: Methods the job can train and write a model card for.
-TRAINABLE: tuple[str, ...] = ("rrlnet", "bnn")
+TRAINABLE: tuple[str, ...] = ("rrlnet", "bnn", "aae")
 _EPOCH_LINE = re.compile(r"^epoch (\d+):")
 
 
@@ -54,6 +55,14 @@ def train_argv(params: dict[str, Any]) -> list[str]:
         argv += ["--threads", str(int(params["threads"]))]
     if method == "rrlnet" and params.get("pairs_per_image"):
         argv += ["--pairs-per-image", str(int(params["pairs_per_image"]))]
+    if method == "aae" and params.get("pairs_per_image"):
+        argv += ["--per-image", str(int(params["pairs_per_image"]))]
+    if method in ("bnn", "aae"):
+        for key, flag in (("patch_size", "--patch-size"), ("width", "--width")):
+            if params.get(key):
+                argv += [flag, str(int(params[key]))]
+    if method == "aae" and params.get("search_size"):
+        argv += ["--search-size", str(int(params["search_size"]))]
     if params.get("batch_size"):
         argv += ["--batch-size", str(int(params["batch_size"]))]
     argv += [str(a) for a in params.get("extra_args") or []]
@@ -97,13 +106,14 @@ def run_from_params(params: dict[str, Any], progress: Progress) -> dict[str, Any
     """Train a model and write it with its card into a model folder.
 
     Params:
-        method (str): "rrlnet" or "bnn".
+        method (str): "rrlnet", "bnn" or "aae".
         data (str | list[str]): ``--data`` sources of ``sarcoreg-train``.
         out_dir (str): run folder (checkpoints, history, best.onnx).
         model_name (str): name of the model (its card and ``.onnx`` file).
         model_folder (str): model folder to write ``<name>.onnx`` and ``cards/<name>.json`` into.
-        epochs (int), max_minutes (float), steps_per_epoch (int), pairs_per_image (int),
-        batch_size (int), threads (int), device (str): training options.
+        epochs (int), max_minutes (float), steps_per_epoch (int), pairs_per_image (int; rrlnet
+        patch pairs, aae search patches per image pair), batch_size (int), threads (int), device
+        (str), patch_size / width (int; bnn and aae), search_size (int; aae): training options.
         extra_args (list[str]): further ``sarcoreg-train`` arguments.
 
     Returns:
@@ -134,6 +144,10 @@ def run_from_params(params: dict[str, Any], progress: Progress) -> dict[str, Any
         from sarcoreg.training.model_card import write_card
 
         card = write_card(run, name, "user-trained", notes, folder=folder)
+    elif params["method"] == "aae":
+        from sarcoreg.training.aae_card import write_aae_card
+
+        card = write_aae_card(run, name, "user-trained", notes, folder=folder)
     else:
         from sarcoreg.training.bnn_card import write_bnn_card
 

@@ -151,12 +151,26 @@ class TorchDescriptorModel(TorchBackend, DescriptorModel):
             return np.asarray(fn(torch.from_numpy(x).to(self._device)).float().cpu().numpy())
 
 
+def _verified(card: Any, role: str) -> Path:
+    """The card's ``role`` file after checking that it exists and matches its checksum."""
+    from .registry import sha256_of
+
+    path = Path(card.file_for(role))
+    if not path.is_file():
+        raise FileNotFoundError(f"model '{card.name}': {role} file {path} is missing")
+    want = card.extra_sha256.get(role, "")
+    if want and sha256_of(path) != want:
+        raise ValueError(f"model '{card.name}': {path} does not match the card's checksum for {role}")
+    return path
+
+
 def load_descriptor_model(name_or_path: str | Path, device: str = "auto", backend: str = "auto",
                           batch_size: int = 256) -> DescriptorModel:
     """Load a descriptor model by card name, pair-model ``.onnx`` or ``.pt`` file.
 
     Args:
-        name_or_path: A card name (its file is the pair model; the encoder graphs lie next to it),
+        name_or_path: A card name (its file is the pair model; the encoder graphs are the card's
+            ``extra_files`` ``optical_encoder`` / ``sar_encoder``, checksummed, or else lie next to it),
             a pair-model ``.onnx`` path (same rule), or a ``.pt`` state dict / checkpoint of
             :class:`sarcoreg.models.aae.DualAAE` (torch back end).
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -173,6 +187,7 @@ def load_descriptor_model(name_or_path: str | Path, device: str = "auto", backen
         raise ValueError(f"unknown backend '{backend}'; use auto, onnx or torch")
     path = Path(str(name_or_path)).expanduser()
     name = path.stem
+    encoders: tuple[Path, Path] | None = None
     if path.suffix.lower() not in (".onnx", ".pt", ".pth"):
         card = find_card(str(name_or_path))
         path, name = card.path, card.name
@@ -180,12 +195,14 @@ def load_descriptor_model(name_or_path: str | Path, device: str = "auto", backen
             raise FileNotFoundError(f"model '{name}': weight file {path} is missing")
         if card.sha256 and sha256_of(path) != card.sha256:
             raise ValueError(f"model '{name}': {path} does not match the card's checksum")
+        if {"optical_encoder", "sar_encoder"} <= set(card.extra_files):  # named and checksummed on the card
+            encoders = _verified(card, "optical_encoder"), _verified(card, "sar_encoder")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     if path.suffix.lower() == ".onnx":
         if backend == "torch":
             raise ValueError(f"{path} is an ONNX graph; the torch back end needs a .pt file")
-        opt, sar = encoder_files(path)
+        opt, sar = encoders or encoder_files(path)
         return OnnxDescriptorModel(opt, sar, name=name, device=device, batch_size=batch_size)
     if backend == "onnx":
         raise ValueError(f"{path} is a torch file; export it to ONNX first or use backend='torch'")

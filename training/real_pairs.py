@@ -16,7 +16,8 @@ digital numbers: log scale, then the stretch; exact zeros are nodata).
 * WHU-OPT-SAR (``whu:ROOT``, ROOT = the ``whu-opt-sar`` folder): the 1000 x 1000 sample pair cut into
   ``tile`` x ``tile`` tiles (default 250: 16 pairs), so that tiles can be held out.
 
-:func:`pairs_from_spec` resolves these ``--data`` forms; :func:`crop_pool` turns image pairs into a
+:func:`pairs_from_spec` resolves these ``--data`` forms (and the three folders given plainly,
+recognised by their layout); :func:`crop_pool` turns image pairs into a
 BNN / MoCo patch pool (one group per image pair).
 """
 
@@ -123,11 +124,29 @@ def whu_pairs(root: str | Path, tile: int = 250) -> list[AlignedPair]:
             for r in range(0, h - tile + 1, tile) for c in range(0, w - tile + 1, tile)]
 
 
+def _kind_of_folder(folder: Path) -> str | None:
+    """The layout of a plain folder: ``srif``, ``osmnet``, ``whu`` or None."""
+    if (folder / "dataset" / "Optical-SAR").is_dir() and (folder / "gt_corrected").is_dir():
+        return "srif"
+    if any((folder / "ims").glob("opt*.png")):
+        return "osmnet"
+    if (folder / "data" / "optical" / "WHU-OPT-SAR.tif").is_file():
+        return "whu"
+    return None
+
+
 def pairs_from_spec(spec: str) -> list[AlignedPair] | None:
-    """Image pairs of ``srif:ROOT``, ``osmnet:ROOT`` or ``whu:ROOT``; None for any other spec."""
+    """Image pairs of ``srif:ROOT``, ``osmnet:ROOT``, ``whu:ROOT`` or of a folder with one of those layouts.
+
+    Returns None for any other spec.
+    """
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in REAL_PAIR_KINDS:
-        return None
+        folder = Path(spec)
+        found = _kind_of_folder(folder) if folder.is_dir() else None
+        if found is None:
+            return None
+        kind, rest = found, spec
     if kind == "srif":
         return srif_pairs(rest)
     if kind == "osmnet":

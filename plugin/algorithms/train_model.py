@@ -34,7 +34,7 @@ from .base import SarcoregAlgorithm
 from .coregister import DEVICES
 
 #: Trainable methods (``sarcoreg.core.train_job.TRAINABLE``), in enum order.
-TRAIN_METHODS: list[str] = ["rrlnet", "bnn"]
+TRAIN_METHODS: list[str] = ["rrlnet", "bnn", "aae"]
 
 _HELP = """
 <p>Trains a learned matcher with <i>sarcoreg-train</i> in the sarcoreg worker (progress per epoch;
@@ -45,15 +45,20 @@ afterwards the model name can be given as <b>Model</b> in <i>Co-register SAR to 
 <i>Extract tie points</i> and <i>Correspondence map</i>.</p>
 <h3>Parameters</h3>
 <ul>
-<li><b>Method</b>: rrlnet (RRL-Net patch verification) or bnn (BNN two-tower embeddings).</li>
+<li><b>Method</b>: rrlnet (RRL-Net patch verification), bnn (BNN two-tower embeddings) or aae
+(semi-supervised adversarial autoencoders: descriptors and correspondence maps).</li>
 <li><b>Training data</b>: a folder of aligned pairs (NNNN_rgb.jpg / NNNN_nir.jpg, or the S1/S2 npz
-folder), or a patch .npy file; see <i>sarcoreg-train rrlnet -h</i>.</li>
+folder), or a patch .npy file (rrlnet); see <i>sarcoreg-train rrlnet|bnn|aae -h</i>. The aae cuts
+search patches from image pairs, so its images must be at least the search size.</li>
 <li><b>Run folder</b>: checkpoints, history and the exported network.</li>
 <li><b>Model name</b>: letters, digits, '.', '_' and '-'; an existing model of that name in the
 model folder is not overwritten.</li>
 <li><b>Model folder</b>: where &lt;name&gt;.onnx and cards/&lt;name&gt;.json go.</li>
 <li>Advanced: <b>epochs</b>, <b>time budget</b> (minutes, 0: none), <b>steps per epoch</b> and
-<b>patch pairs per image</b> (0: the training's defaults), <b>device</b>.</li>
+<b>patch pairs per image</b> (rrlnet; search patches per image pair for aae) (0: the training's
+defaults), <b>patch size</b> and <b>network width</b> (bnn, aae; 0: defaults 64 / 128 px and the
+published widths; small widths train on a CPU), <b>search size</b> (aae, 0: 256 px),
+<b>device</b>.</li>
 </ul>
 """
 
@@ -75,6 +80,9 @@ class TrainModelAlgorithm(SarcoregAlgorithm):
     MAX_MINUTES = "MAX_MINUTES"
     STEPS_PER_EPOCH = "STEPS_PER_EPOCH"
     PAIRS_PER_IMAGE = "PAIRS_PER_IMAGE"
+    PATCH_SIZE = "PATCH_SIZE"
+    SEARCH_SIZE = "SEARCH_SIZE"
+    WIDTH = "WIDTH"
     DEVICE = "DEVICE"
     MODEL_FILE = "MODEL_FILE"
     CARD = "CARD"
@@ -87,7 +95,7 @@ class TrainModelAlgorithm(SarcoregAlgorithm):
 
     def tags(self) -> list[str]:
         """Search words of the toolbox."""
-        return ["train", "model", "deep learning", "rrlnet", "bnn", "network", "onnx"]
+        return ["train", "model", "deep learning", "rrlnet", "bnn", "aae", "autoencoder", "network", "onnx"]
 
     def initAlgorithm(self, config: Any = None) -> None:  # noqa: N802
         """Declare the parameters and outputs."""
@@ -105,7 +113,11 @@ class TrainModelAlgorithm(SarcoregAlgorithm):
             QgsProcessingParameterNumber(self.MAX_MINUTES, self.tr("Time budget (minutes, 0: none)"),
                                          QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0),
             self._int(self.STEPS_PER_EPOCH, "Steps per epoch (0: all training pairs)", 0, 0, 10**7),
-            self._int(self.PAIRS_PER_IMAGE, "Patch pairs per image pair, rrlnet (0: default 128)", 0, 0, 10**5),
+            self._int(self.PAIRS_PER_IMAGE, "Patch pairs per image pair, rrlnet / search patches, aae (0: default)",
+                      0, 0, 10**5),
+            self._int(self.PATCH_SIZE, "Patch size, bnn / aae (0: default; aae: a multiple of 32)", 0, 0, 1024),
+            self._int(self.SEARCH_SIZE, "Search patch size, aae (0: default 256)", 0, 0, 4096),
+            self._int(self.WIDTH, "Network width, bnn / aae (0: the published width 64)", 0, 0, 512),
             QgsProcessingParameterEnum(self.DEVICE, self.tr("Device"), options=DEVICES, defaultValue=0),
         ]
         for param in advanced:
@@ -150,6 +162,9 @@ class TrainModelAlgorithm(SarcoregAlgorithm):
             "max_minutes": max_minutes or None,
             "steps_per_epoch": self.parameterAsInt(parameters, self.STEPS_PER_EPOCH, context) or None,
             "pairs_per_image": self.parameterAsInt(parameters, self.PAIRS_PER_IMAGE, context) or None,
+            "patch_size": self.parameterAsInt(parameters, self.PATCH_SIZE, context) or None,
+            "search_size": self.parameterAsInt(parameters, self.SEARCH_SIZE, context) or None,
+            "width": self.parameterAsInt(parameters, self.WIDTH, context) or None,
             "device": DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
         }
 
@@ -164,6 +179,8 @@ class TrainModelAlgorithm(SarcoregAlgorithm):
         run_was_empty = not run.exists() or not any(run.iterdir())
         folder = Path(job["model_folder"])
         outputs = [folder / f"{job['model_name']}.onnx", folder / "cards" / f"{job['model_name']}.json"]
+        if job["method"] == "aae":  # its two encoder graphs lie next to the pair graph (encoder_files)
+            outputs += [folder / f"{job['model_name']}-{m}-encoder.onnx" for m in ("optical", "sar")]
         feedback.pushInfo(f"Training {job['method']} on {job['data'][0]} into {run}; model folder {folder}")
         try:
             result = run_worker_job("train", job, feedback, cleanup=[run, *outputs])

@@ -55,6 +55,8 @@ def test_osmnet_and_whu_pairs() -> None:
     assert len(whu) == 4 and whu[3].name == "whu/500_500" and whu[0].a.shape == (500, 500)
     assert pairs_from_spec(f"osmnet:{shared_data('sar-optical', 'osmnet')}") is not None
     assert pairs_from_spec("qxs:/somewhere") is None and pairs_from_spec("/plain/folder") is None
+    plain = pairs_from_spec(str(shared_data("sar-optical", "osmnet")))  # recognised by its layout
+    assert plain is not None and len(plain) == 4
 
 
 def test_crop_pool_groups_per_pair_and_skips_small_pairs() -> None:
