@@ -546,7 +546,9 @@ def coregister(
 
     report = _report(ref, tgt, grid, opts, fit, tiepoints, coarse_info, device, ref_mod, tgt_mod)
     report["warnings"] = warnings
+    previews: dict[str, bytes] = {}
     if best.extra:
+        previews = best.extra.pop("previews", {})
         report["shared_modality"] = best.extra
     outputs: dict[str, Path] = {}
     if out_dir is not None:
@@ -567,6 +569,7 @@ def coregister(
             progress.sub(0.85, 1.0),
             timings,
             maps=result.maps,
+            extra_images=previews,
         )
     t = lap("write", t)
     report["timings_s"] = timings

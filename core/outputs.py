@@ -179,11 +179,13 @@ def tiepoint_map_images(maps: np.ndarray | None, tiepoints: TiePoints, count: in
 
 def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: TiePoints, report: dict[str, Any],
                   wanted: list[str], opts: Any, ref_prep: Preparation, tgt_prep: Preparation, progress: Progress,
-                  timings: dict[str, float], maps: np.ndarray | None = None) -> dict[str, Path]:
+                  timings: dict[str, float], maps: np.ndarray | None = None,
+                  extra_images: dict[str, bytes] | None = None) -> dict[str, Path]:
     """Write the ``wanted`` outputs into ``out_dir``; returns key -> path of what was written.
 
     ``maps`` are the matcher's maps over the search windows (one per tie point); the HTML report
-    shows them for a few tie points (:func:`tiepoint_map_images`).
+    shows them for a few tie points (:func:`tiepoint_map_images`); ``extra_images`` (caption ->
+    PNG bytes, e.g. the shared-modality images) are embedded after them.
     """
     from .engine import OUTPUT_NAMES
 
@@ -213,7 +215,7 @@ def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: Ti
             images, shown = tiepoint_map_images(maps, tiepoints)
             report["report_maps"] = shown
             write_report_html(p, report, tiepoints, checkerboard_before=before, checkerboard_after=after,
-                              extra_images=images)
+                              extra_images={**images, **(extra_images or {})})
         elif key == "report_json":
             write_report_json(p, report)
         done[key] = p

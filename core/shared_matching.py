@@ -122,6 +122,32 @@ def _inside(valid: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return valid[r, c]
 
 
+def preview_png(img_a: np.ndarray, img_b: np.ndarray, pts_a: np.ndarray, pts_b: np.ndarray, title: str) -> bytes:
+    """Side-by-side PNG of two shared-modality images with their matched points.
+
+    Args:
+        img_a: ``(H, W, 3)`` float in [0, 1], the reference's shared image.
+        img_b: The target's shared image, same conventions.
+        pts_a: ``(N, 2)`` matched points ``(x, y)`` in ``img_a``.
+        pts_b: ``(N, 2)`` the corresponding points in ``img_b``.
+        title: Figure title.
+    """
+    from .exports.plots import figure_png, new_figure
+
+    fig = new_figure(9.0, 4.6)
+    axes = fig.subplots(1, 2)
+    for ax, img, pts, name in ((axes[0], img_a, pts_a, "reference (shared)"), (axes[1], img_b, pts_b,
+                                                                             "target (shared)")):
+        ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
+        if len(pts):
+            ax.scatter(pts[:, 0] - 0.5, pts[:, 1] - 0.5, s=6, c="#ffde17", edgecolors="#202020", linewidths=0.3)
+        ax.set_title(f"{name}: {len(pts)} matches", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    return figure_png(fig)
+
+
 def shared_match(
     grid: CommonGrid,
     reference_modality: str,
@@ -145,7 +171,8 @@ def shared_match(
     Returns:
         ``(result, info)``: tie points with ``ref_xy`` in reference pixels and ``target_xy`` on
         the grid, ``score`` the matcher's confidence, ``reliability`` the score clipped to [0, 1];
-        ``info`` holds the model, matcher, device, match tiles and seconds for the report.
+        ``info`` holds the model, matcher, device, match tiles and seconds for the report, and
+        ``previews`` (caption -> PNG bytes of the first match tile's shared images) for its HTML.
     """
     from ..models.shared_modality import load_shared_model
     from .keypoints import make_keypoint_matcher
@@ -166,6 +193,7 @@ def shared_match(
     tiles = match_tiles(ov, options.match_tile, options.max_tiles)
     ox, oy = offset
     ref_pts, tgt_pts, scores = [], [], []
+    previews: dict[str, bytes] = {}
     n_raw = 0
     for i, (x0, y0, w, h) in enumerate(tiles):
         step = progress.sub(i / len(tiles), (i + 1) / len(tiles))
@@ -185,6 +213,11 @@ def shared_match(
         ref_pts.append(m.pts_a[keep] + [x0, y0])
         tgt_pts.append(m.pts_b[keep] + [x0 + ox, y0 + oy])
         scores.append(m.scores[keep])
+        if not previews:  # the first match tile with data, as the report's picture of the method
+            caption = (f"Shared-modality images of match tile {i + 1} ({w} x {h} px at {x0}, {y0}) with the "
+                       f"{int(keep.sum())} {matcher.name} matches")
+            previews[caption] = preview_png(img_a, img_b, m.pts_a[keep], m.pts_b[keep],
+                                            f"{model.name} + {matcher.name}")
         step.report(1.0, f"match tile {i + 1}/{len(tiles)}: {int(keep.sum())} matches")
     ref_xy = np.concatenate(ref_pts) if ref_pts else np.empty((0, 2))
     tgt_xy = np.concatenate(tgt_pts) if tgt_pts else np.empty((0, 2))
@@ -211,6 +244,7 @@ def shared_match(
         "raw_matches": n_raw,
         "kept_matches": int(len(score)),
         "seconds": round(time.perf_counter() - t0, 3),
+        "previews": previews,
     }
     log.info("shared method: %d matches kept of %d over %d match tile(s) in %.1f s", len(score), n_raw, len(tiles),
              info["seconds"])
