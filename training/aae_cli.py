@@ -72,6 +72,19 @@ def split_image_pairs(specs: list[str], mosaics: bool, val_fraction: float,
     return train_pairs, val_pairs
 
 
+def _source_of(name: str) -> str:
+    """The data source of an image pair name (``srif/pair3`` -> ``srif``; S1/S2 ``.npz`` names -> ``s1s2``)."""
+    return name.split("/", 1)[0] if "/" in name else "s1s2"
+
+
+def _error_stats(err: np.ndarray) -> dict[str, float]:
+    """Mean, median, 1st percentile and the shares below 1, 2, 3 and 5 px of matching errors."""
+    if err.size == 0:
+        return {}
+    return {"mean_px": float(err.mean()), "median_px": float(np.median(err)), "p1_px": float(np.percentile(err, 1)),
+            **{f"share_below_{k}px": float((err < k).mean()) for k in (1, 2, 3, 5)}}
+
+
 def aae_eval_main(argv: list[str]) -> int:
     """``sarcoreg-train aae-eval``: correspondence maps on held-out pairs, Figure 4 histograms, a map PNG."""
     from sarcoreg.core.correspondence import (
@@ -118,15 +131,19 @@ def aae_eval_main(argv: list[str]) -> int:
         name = label or Path(path).stem
         errors[name] = err
         report[name] = {
-            "model": path, "cases": int(len(err)), "max_shift": max_shift, "mean_px": float(err.mean()),
-            "median_px": float(np.median(err)), "p1_px": float(np.percentile(err, 1)),
-            **{f"share_below_{k}px": float((err < k).mean()) for k in (1, 2, 3, 5)},
+            "model": path, "cases": int(len(err)), "max_shift": max_shift, **_error_stats(err),
             "mean_reliability": float(pk.reliability.mean()),
         }
+        source = np.array([_source_of(val_pairs[k // a.cases_per_pair].name) for k in range(len(err))])
+        report[name]["per_source"] = {src: {"cases": int((source == src).sum()), **_error_stats(err[source == src])}
+                                      for src in sorted(set(source.tolist()))}
         best = int(np.argmax(pk.reliability))
         plot_correspondence_map(maps[best], out / f"map-{name}.png", template=temps[best], search=search[best],
                                 true_shift=(float(truth[best, 0]), float(truth[best, 1])), title=name)
         print(json.dumps({name: report[name]}), flush=True)
+    report["protocol"] = (f"template {t} px (optical) in search region {a.search_size} px (SAR), true shift uniform in "
+                          f"[-{max_shift}, {max_shift}] px per axis, {a.cases_per_pair} cases per held-out image pair, "
+                          f"map stride {a.stride} (denser around the best grid point), peak with sub-pixel fit")
     plot_error_histograms(errors, out / "error-histograms.png")
     (out / "evaluation.json").write_text(json.dumps(report, indent=1))
     return 0

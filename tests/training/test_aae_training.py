@@ -158,4 +158,6 @@ def test_cli_aae_subcommand(tmp_path: Path) -> None:
     report = json.loads((ev / "evaluation.json").read_text())
     assert report["tiny"]["cases"] == len(report["val_image_pairs"]) > 0
     assert report["tiny"]["max_shift"] == 14  # (64 - 32) / 2 - 2
+    assert report["tiny"]["per_source"]["s1s2"]["cases"] == report["tiny"]["cases"]
+    assert "share_below_3px" in report["tiny"] and "template 32 px" in report["protocol"]
     assert (ev / "error-histograms.png").is_file() and (ev / "map-tiny.png").is_file()
