@@ -3,12 +3,13 @@
 Usage::
 
     python bench/bench_shared_modality.py [--threads 1] [--max-keypoints 4096] [--limit N]
-        [--matchers sift,disk-lightglue,aliked-lightglue,xfeat] [--transforms none,shared-v1,shared-v2]
-        [--no-structural] [--tag TEXT]
+        [--matchers sift,disk-lightglue,aliked-lightglue,xfeat,xfeat-lighterglue]
+        [--transforms none,shared-v1,shared-v2] [--no-structural] [--tag TEXT]
+    python bench/bench_shared_modality.py --transforms none,shared-v1=RUN/best.pt,shared-v2=RUN/best.pt
 
 Rows: transform {none, shared-v1, shared-v2} x matcher {SIFT, DISK+LightGlue, ALIKED+LightGlue,
-XFeat (mutual NN)}, plus the engine's ``structural`` matcher (CFOG + FFT correlation on a grid of
-templates) as a baseline row per transform. Every row is measured twice:
+XFeat (mutual NN)}, an extra XFeat+LighterGlue row, plus the engine's ``structural`` matcher
+(CFOG + FFT correlation on a grid of templates) as a baseline row per transform. Every row is measured twice:
 
 - ``identity``: the aligned pair as it is (ground truth T = identity, as the paper);
 - ``warped``: the SAR side warped by a known random similarity about the image centre (rotation
@@ -29,7 +30,8 @@ The v2 pairs and the three v2 mosaics are *not* used: the shared-modality traine
 
 "none" = SAR VV (dB) percentile-normalised (0.5/99.5) and repeated to 3 channels vs optical RGB
 percentile-normalised jointly over the bands (the paper's "None"). "shared-vN" = both sides through
-``load_shared_model("shared-vN").transform``; shared-v1 outputs are percentile-stretched before
+``load_shared_model("shared-vN").transform`` (or ``shared-vN=PATH``: a card, ONNX or a
+training checkpoint); shared-v1 outputs are percentile-stretched before
 matching (the paper: v1 images have low contrast), v2 outputs are used as they are. Without the
 model the bench prints that it skips those rows.
 
@@ -60,7 +62,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-MATCHERS = ["sift", "disk-lightglue", "aliked-lightglue", "xfeat"]
+MATCHERS = ["sift", "disk-lightglue", "aliked-lightglue", "xfeat", "xfeat-lighterglue"]
 TRANSFORMS = ["none", "shared-v1", "shared-v2"]
 LABELS = {"sift": "SIFT", "disk-lightglue": "DISK+LightGlue", "aliked-lightglue": "ALIKED+LightGlue",
           "xfeat": "XFeat", "xfeat-lighterglue": "XFeat+LighterGlue", "structural": "structural (engine)"}
@@ -134,11 +136,11 @@ def hwc(x: np.ndarray) -> np.ndarray:
 class SharedTransform:
     """A shared-modality model applied to one scene (reflect-padded to multiples of its block size)."""
 
-    def __init__(self, name: str, device: str):
+    def __init__(self, name: str, device: str, source: str = ""):
         from sarcoreg.models.shared_modality import load_shared_model
 
         self.name = name
-        self.model = load_shared_model(name, device=device)
+        self.model = load_shared_model(source or name, device=device)
         self.stretch = name.endswith("v1")
 
     def __call__(self, img: np.ndarray, modality: str) -> np.ndarray:
@@ -237,7 +239,7 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
 
     conds = sorted({r["condition"] for r in rows})
     fig = Figure(figsize=(11, 4.2 * len(conds)))
-    colours = {m: f"C{i}" for i, m in enumerate(MATCHERS + ["xfeat-lighterglue", "structural"])}
+    colours = {m: f"C{i}" for i, m in enumerate(MATCHERS + ["structural"])}
     styles = {"none": ":", "shared-v1": "--", "shared-v2": "-"}
     deltas = [1, 2, 3, 4, 5]
     for i, cond in enumerate(conds):
@@ -286,12 +288,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}; torch/OpenCV threads: {args.threads}; device {args.device}")
 
     transforms: dict[str, SharedTransform | None] = {}
-    for t in args.transforms.split(","):
+    for spec in args.transforms.split(","):
+        t, _, source = spec.partition("=")
         if t == "none":
             transforms[t] = None
             continue
         try:
-            transforms[t] = SharedTransform(t, args.device)
+            transforms[t] = SharedTransform(t, args.device, source)
             print(f"{t}: {transforms[t].model!r}")  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - any failure to load means: skip these rows, say why
             print(f"SKIPPING the '{t}' rows: the model could not be loaded ({type(exc).__name__}: {exc})")
