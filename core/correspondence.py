@@ -324,7 +324,7 @@ def correspondence_map_png(
     r = (cmap.shape[0] - 1) / 2.0
     panels = [(img, name) for img, name in ((template, "optical template"), (search, "SAR search region"))
               if img is not None]
-    fig = new_figure(4.2 * (len(panels) + 1), 4.0)
+    fig = new_figure(4.2 * len(panels) + 4.8, 4.0)
     axes = fig.subplots(1, len(panels) + 1, squeeze=False)
     for ax, (img, name) in zip(axes[0], panels, strict=False):
         ax.imshow(img, cmap="gray", vmin=0, vmax=1)
@@ -342,7 +342,7 @@ def correspondence_map_png(
     ax.set_title(f"reliability {pk.reliability[0]:.2f}")
     ax.legend(loc="lower right", fontsize=7)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=9)
     return figure_png(fig)
 
 

@@ -168,7 +168,7 @@ def tiepoint_map_images(maps: np.ndarray | None, tiepoints: TiePoints, count: in
         else:
             label, lower, what = f"{matcher} similarity", False, "similarity"
         x, y = (float(v) for v in tiepoints.ref_xy[k])
-        title = f"tie point {k} at reference px ({x:.0f}, {y:.0f}): {what} over the search window"
+        title = f"tie point {k}, reference px ({x:.0f}, {y:.0f}): {matcher} {what}"
         caption = (f"Tie point {k} ({'inlier' if inl[k] else 'not an inlier'}, score {float(tiepoints.score[k]):.3f}): "
                    f"{matcher} {what} map over the search window, displacement in pixels")
         images[caption] = correspondence_map_png(cmap, title=title, label=label, lower_is_better=lower)
