@@ -27,7 +27,7 @@ __all__ = ["TRAINABLE", "train_argv", "run_from_params"]
 log = logging.getLogger("sarcoreg.train")
 
 #: Methods the job can train and write a model card for.
-TRAINABLE: tuple[str, ...] = ("rrlnet", "bnn", "aae")
+TRAINABLE: tuple[str, ...] = ("rrlnet", "bnn", "aae", "shared")
 _EPOCH_LINE = re.compile(r"^epoch (\d+):")
 
 
@@ -106,7 +106,7 @@ def run_from_params(params: dict[str, Any], progress: Progress) -> dict[str, Any
     """Train a model and write it with its card into a model folder.
 
     Params:
-        method (str): "rrlnet", "bnn" or "aae".
+        method (str): "rrlnet", "bnn", "aae" or "shared".
         data (str | list[str]): ``--data`` sources of ``sarcoreg-train``.
         out_dir (str): run folder (checkpoints, history, best.onnx).
         model_name (str): name of the model (its card and ``.onnx`` file).
@@ -136,14 +136,19 @@ def run_from_params(params: dict[str, Any], progress: Progress) -> dict[str, Any
     if code != 0:
         raise RuntimeError(f"sarcoreg-train exited with code {code}: {' | '.join(reporter.lines[-5:])}")
     run, folder = Path(params["out_dir"]), Path(params["model_folder"])
-    if not (run / "best.onnx").is_file():
-        raise RuntimeError(f"the training wrote no model ({run / 'best.onnx'} is missing); train longer")
+    best = run / ("best.pt" if params["method"] == "shared" else "best.onnx")
+    if not best.is_file():
+        raise RuntimeError(f"the training wrote no model ({best} is missing); train longer")
     progress.report(0.96, "writing the model card")
     notes = f"trained with sarcoreg-train {' '.join(argv)}"
     if params["method"] == "rrlnet":
         from sarcoreg.training.model_card import write_card
 
         card = write_card(run, name, "user-trained", notes, folder=folder)
+    elif params["method"] == "shared":  # two ONNX files (SAR and optical network) and the card
+        from sarcoreg.training.shared_card import write_shared_card
+
+        card = write_shared_card(run, name, "user-trained", notes, folder=folder)
     elif params["method"] == "aae":
         from sarcoreg.training.aae_card import write_aae_card
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -340,6 +341,11 @@ def state_dict_from_onnx(path: str | Path) -> dict[str, np.ndarray]:
             if not k.endswith("__fp16")}
 
 
+#: Parameters smp.Unet holds but never uses (the encoder's classifier head, the attention before the
+#: last decoder block that has no skip connection): the ONNX export leaves them out.
+_UNUSED = re.compile(r"encoder\._conv_head\.|encoder\._bn1\.|decoder\.blocks\.\d+\.attention1\.")
+
+
 def _load_forward_net_from_onnx(path: Path, in_channels: int, out_channels: int) -> nn.Module:
     """A torch forward network with the weights of an exported ONNX file."""
     import torch
@@ -348,8 +354,8 @@ def _load_forward_net_from_onnx(path: Path, in_channels: int, out_channels: int)
     weights = state_dict_from_onnx(path)
     state = {}
     for key, ref in net.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = ref
+        if key.endswith("num_batches_tracked") or (key not in weights and _UNUSED.search(key)):
+            state[key] = ref  # not part of the forward graph, so not in the ONNX file
             continue
         if key not in weights:
             raise ValueError(f"{path}: no weight '{key}' in the ONNX file (not written by export_onnx?)")

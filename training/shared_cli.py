@@ -10,7 +10,7 @@ Example (the shipped ``shared-v2``, reduced CPU run)::
 ``bigearthnet-examples``, ``srif[:DIR]``, ``osmnet[:DIR]``, ``whu[:DIR]``, ``multisenge:DIR``,
 ``sen12:DIR``, ``pairs:DIR:SAR_PATTERN:OPT_PATTERN``). Each source marks its own held-out pairs
 (validation and the Table-1 metrics); ``--synthetic K`` adds K SAR-like partners per training
-optical scene. ``--epochs E`` with ``--steps-per-epoch S`` is another way of saying
+optical scene. ``--epochs E`` (with ``--steps-per-epoch S``, default 200) is another way of saying
 ``--max-steps E*S --eval-every S`` (what the QGIS *Train a model* job passes).
 """
 
@@ -81,7 +81,7 @@ def shared_main(argv: list[str]) -> int:
     info["train_pixels"] = int(sum(int(s.valid.sum()) for s in train))
     print(f"training scenes {len(train)}, held-out scenes {len(val)}", flush=True)
     eval_every = a.eval_every or a.steps_per_epoch or 200
-    max_steps = a.max_steps or (a.epochs * a.steps_per_epoch if a.epochs and a.steps_per_epoch else None) or 100000
+    max_steps = a.max_steps or (a.epochs * eval_every if a.epochs else 100000)
     cfg = SharedTrainConfig(model=model, window=a.window, crop=a.crop, batch_size=a.batch_size, lr=a.lr,
                             warmup_steps=a.warmup_steps, max_steps=max_steps, max_minutes=a.max_minutes,
                             eval_every=eval_every, threads=a.threads, device=a.device, seed=a.seed)
