@@ -38,8 +38,13 @@ def _onnx_vs_torch(run: Path, onnx_path: Path, patch_size: int) -> float:
 
 
 def write_bnn_card(run: Path, name: str, licence: str, notes: str = "", compare: Path | None = None,
-                   folder: Path = MODELS_DIR) -> ModelCard:
-    """Copy ``run/best.onnx`` to ``folder/<name>.onnx`` and write ``folder/cards/<name>.json``."""
+                   folder: Path = MODELS_DIR, evaluation: Path | None = None) -> ModelCard:
+    """Copy ``run/best.onnx`` to ``folder/<name>.onnx`` and write ``folder/cards/<name>.json``.
+
+    ``evaluation`` is a ``bnn_pairs.json`` of ``bench/bench_bnn_pairs.py``: its per-model metrics on
+    the held-out real pairs (threshold chosen on one half of the scenes, measured on the other) go
+    into the card as ``held_out_real_pairs``.
+    """
     import torch
     from sarcoreg.models.bnn import module_from_state
 
@@ -62,6 +67,17 @@ def write_bnn_card(run: Path, name: str, licence: str, notes: str = "", compare:
     if compare is not None:
         other = json.loads((compare / "summary.json").read_text())
         metrics["compared_run"] = {"run": str(compare), **other["best_metrics"]}
+    if evaluation is not None:
+        ev: dict[str, Any] = json.loads(Path(evaluation).read_text())
+        keys = ("accuracy", "precision", "recall", "fpr95", "auc", "pairs")
+        metrics["held_out_real_pairs"] = {
+            "protocol": "bench/bench_bnn_pairs.py: held-out real pairs, each once as a positive and once with a "
+            "partner of another held-out scene; threshold on one half of the scenes, accuracy / precision / "
+            "recall on the other (mean of both folds); FPR95 and AUC on all",
+            "pairs": ev.get("held_out_pairs"), "scenes": ev.get("held_out_scenes"), "sources": ev.get("sources"),
+            **{label: {k: round(float(v[k]), 4) for k in keys if k in v}
+               for label, v in ev.items() if isinstance(v, dict) and "accuracy" in v},
+        }
     card = ModelCard(
         name=name,
         method="bnn",
@@ -95,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--notes", default="")
     p.add_argument("--compare", type=Path, help="another bnn run (e.g. NP-BNN) whose metrics go into the card")
     p.add_argument("--folder", type=Path, default=MODELS_DIR, help="model folder (default: the package's models/)")
+    p.add_argument("--evaluation", type=Path, help="bnn_pairs.json of bench/bench_bnn_pairs.py")
     a = p.parse_args(argv)
-    card = write_bnn_card(a.run, a.name, a.licence, a.notes, a.compare, a.folder)
+    card = write_bnn_card(a.run, a.name, a.licence, a.notes, a.compare, a.folder, a.evaluation)
     print(json.dumps(card.metrics))
     return 0
 

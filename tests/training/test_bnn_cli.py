@@ -27,7 +27,14 @@ def test_cli_runs_and_card_is_written(tmp_path: Path) -> None:
                  "--out", str(tmp_path / "run")]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["data"]["val_pairs"] > 0
-    card = write_bnn_card(tmp_path / "run", "bnn-test", "test only", folder=tmp_path / "models")
+    ev = tmp_path / "bnn_pairs.json"
+    ev.write_text(json.dumps({"held_out_pairs": 10, "held_out_scenes": 3, "sources": {"s1s2": 10},
+                              "NP-BNN": {"accuracy": 0.6, "precision": 0.5, "recall": 0.7, "fpr95": 0.8, "auc": 0.66,
+                                         "folds": []}}))
+    card = write_bnn_card(tmp_path / "run", "bnn-test", "test only", folder=tmp_path / "models", evaluation=ev)
+    held = card.metrics["held_out_real_pairs"]
+    assert held["pairs"] == 10 and held["NP-BNN"] == {"accuracy": 0.6, "precision": 0.5, "recall": 0.7,
+                                                      "fpr95": 0.8, "auc": 0.66}
     assert card.method == "bnn" and card.inputs["patch_size"] == 32
     assert card.metrics["onnx_vs_torch_max_abs_diff"] < 1e-4
     assert card.metrics["threshold_score"] == pytest.approx(1 / (1 + card.metrics["threshold_h"]), abs=1e-3)
