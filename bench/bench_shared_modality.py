@@ -32,7 +32,8 @@ The v2 pairs and the three v2 mosaics are *not* used: the shared-modality traine
 percentile-normalised jointly over the bands (the paper's "None"). "shared-vN" = both sides through
 ``load_shared_model("shared-vN").transform`` (or ``shared-vN=PATH``: a card, ONNX or a
 training checkpoint); shared-v1 outputs are percentile-stretched before
-matching (the paper: v1 images have low contrast), v2 outputs are used as they are. Without the
+matching (the paper: v1 images have low contrast), v2 outputs are used as they are (``--stretch all``
+stretches every model's outputs, like the public code's ``--limit-net-output``). Without the
 model the bench prints that it skips those rows.
 
 Metrics: :mod:`sarcoreg.core.keypoints.metrics` (SR, ACE, MMA, Delta_p, |P|, |P_5 correct|,
@@ -136,12 +137,12 @@ def hwc(x: np.ndarray) -> np.ndarray:
 class SharedTransform:
     """A shared-modality model applied to one scene (reflect-padded to multiples of its block size)."""
 
-    def __init__(self, name: str, device: str, source: str = ""):
+    def __init__(self, name: str, device: str, source: str = "", stretch: str = "v1"):
         from sarcoreg.models.shared_modality import load_shared_model
 
         self.name = name
         self.model = load_shared_model(source or name, device=device)
-        self.stretch = name.endswith("v1")
+        self.stretch = stretch == "all" or (stretch == "v1" and name.endswith("v1"))
 
     def __call__(self, img: np.ndarray, modality: str) -> np.ndarray:
         c, h, w = img.shape
@@ -273,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
+    ap.add_argument("--stretch", choices=["v1", "all", "none"], default="v1",
+                    help="percentile-stretch the shared images of: v1 only (the paper), every model, none "
+                         "(the public code's --limit-net-output)")
     args = ap.parse_args(argv)
 
     set_threads(args.threads)
@@ -294,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             transforms[t] = None
             continue
         try:
-            transforms[t] = SharedTransform(t, args.device, source)
+            transforms[t] = SharedTransform(t, args.device, source, args.stretch)
             print(f"{t}: {transforms[t].model!r}")  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - any failure to load means: skip these rows, say why
             print(f"SKIPPING the '{t}' rows: the model could not be loaded ({type(exc).__name__}: {exc})")
