@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--bn-recalibrate", type=int, default=8, metavar="BATCHES",
+                   help="re-estimate BatchNorm statistics on this many batches before each validation (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", help="last.pt of an earlier run")
     p.add_argument("--no-progress", action="store_true")
@@ -84,7 +86,8 @@ def shared_main(argv: list[str]) -> int:
     max_steps = a.max_steps or (a.epochs * eval_every if a.epochs else 100000)
     cfg = SharedTrainConfig(model=model, window=a.window, crop=a.crop, batch_size=a.batch_size, lr=a.lr,
                             warmup_steps=a.warmup_steps, max_steps=max_steps, max_minutes=a.max_minutes,
-                            eval_every=eval_every, threads=a.threads, device=a.device, seed=a.seed)
+                            eval_every=eval_every, threads=a.threads, device=a.device, seed=a.seed,
+                            bn_recalibrate_batches=a.bn_recalibrate)
     res = train_shared(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress,
                        log=lambda s: print(s, flush=True), data_info=info)
     summary = json.loads((Path(a.out) / "summary.json").read_text())

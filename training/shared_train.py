@@ -29,7 +29,7 @@ from sarcoreg.models.shared_modality import SharedConfig, make_nets
 from sarcoreg.training.shared_data import CropSampler, ScenePair, pad_to_multiple
 from sarcoreg.training.shared_losses import LossWeights, image_metrics, shared_loss_v1, shared_loss_v2
 
-__all__ = ["ProgressFn", "SharedTrainConfig", "SharedTrainResult", "evaluate", "train_shared"]
+__all__ = ["ProgressFn", "SharedTrainConfig", "SharedTrainResult", "evaluate", "recalibrate_bn", "train_shared"]
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
@@ -54,6 +54,12 @@ class SharedTrainConfig:
         device: ``auto`` / ``cpu`` / ``cuda`` / ``cuda:N``.
         seed: Seed of the initial weights and the crops.
         min_valid: Least valid share of a crop.
+        bn_recalibrate_batches: Before every validation (and so in every saved checkpoint) the
+            BatchNorm running statistics are re-estimated as plain averages over this many
+            training batches of ``2 * batch_size`` crops (0: off). With batches of 4 random crops
+            from many sources the momentum averages lag the weights, and eval-mode outputs of the
+            two networks drift apart in brightness (measured: held-out RMSE 0.27 with the lagging
+            statistics vs 0.16 with batch statistics, same weights).
     """
 
     model: SharedConfig = field(default_factory=SharedConfig)
@@ -71,6 +77,7 @@ class SharedTrainConfig:
     device: str = "auto"
     seed: int = 0
     min_valid: float = 0.5
+    bn_recalibrate_batches: int = 8
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -179,6 +186,38 @@ def evaluate(
     if baseline:
         out["baseline"] = _summarise(base_rows)
     return out
+
+
+@torch.no_grad()
+def recalibrate_bn(nets: torch.nn.Module, sampler: CropSampler, batches: int, batch_size: int,
+                   device: torch.device, seed: int) -> None:
+    """Re-estimate every BatchNorm's running mean and variance over ``batches`` training batches.
+
+    The statistics are reset and accumulated as a plain average (``momentum=None``); weights are
+    untouched. The crops come from ``sampler``'s scenes with their own generator (seeded by
+    ``seed``), so the training stream of crops is not changed.
+    """
+    bns = [m for m in nets.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or batches <= 0:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    was = nets.training
+    nets.train()
+    keep = sampler.state()
+    sampler.rng = np.random.default_rng(seed)
+    for _ in range(batches):
+        xs, ys, _ = sampler.batch(batch_size)
+        s, o = nets(torch.from_numpy(xs).to(device), torch.from_numpy(ys).to(device))
+        if getattr(nets, "sar_inverse", None) is not None:
+            nets.sar_inverse(s)
+            nets.optical_inverse(o)
+    sampler.set_state(keep)
+    for m, mom in zip(bns, momenta, strict=True):
+        m.momentum = mom
+    nets.train(was)
 
 
 def _lr_at(step: int, cfg: SharedTrainConfig) -> float:
@@ -298,6 +337,7 @@ def train_shared(
         if callback is not None:
             callback(step, cfg.max_steps, {"loss": running[-1], "lr": lr, **parts})
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            recalibrate_bn(nets, sampler, cfg.bn_recalibrate_batches, 2 * cfg.batch_size, device, cfg.seed + step)
             metrics = evaluate(nets, val, cfg, device) if val else {"loss": float(np.mean(running))}
             row = {"epoch": len(history) + 1, "step": step, "train_loss": float(np.mean(running)), "lr": lr,
                    "seconds": round(elapsed_before + time.monotonic() - t0, 1), **{f"val_{k}": metrics[k] for k in
@@ -311,6 +351,7 @@ def train_shared(
     if bar is not None:
         bar.close()
     if running or not history or history[-1]["step"] != step:
+        recalibrate_bn(nets, sampler, cfg.bn_recalibrate_batches, 2 * cfg.batch_size, device, cfg.seed + step)
         metrics = evaluate(nets, val, cfg, device) if val else {"loss": float(np.mean(running or [math.inf]))}
         row = {"epoch": len(history) + 1, "step": step, "train_loss": float(np.mean(running)) if running else None,
                "lr": _lr_at(max(0, step - 1), cfg), "seconds": round(elapsed_before + time.monotonic() - t0, 1),
