@@ -138,6 +138,9 @@ def write_shared_card(
             "bands": "joint over all bands of the modality (as the public code's PercentileLimiter)",
             "function": "sarcoreg.models.shared_modality.normalise(image, modality, 0.5, 99.5, valid)",
         },
+        "sar": {"bands": list(config.sar_bands), "scale": "dB", "percentiles": [0.5, 99.5], "joint": True},
+        "optical": {"bands": list(config.optical_bands), "percentiles": [0.5, 99.5], "joint": True,
+                    "gray": "replicated to every band"},
         "onnx_input": "x (B, C, H, W) float32 in [0, 1], H and W multiples of 32",
         "onnx_output": "y (B, K, H, W) float32 in (0, 1)",
     }
