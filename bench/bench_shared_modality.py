@@ -322,18 +322,25 @@ def main(argv: list[str] | None = None) -> int:
                 for m in names:
                     if m == "structural":
                         pa, pb, sec = structural_matches(a, b)
+                        kpa = kpb = -1
                     else:
                         res = matchers[m].match(a, b)
                         pa, pb, sec = res.pts_a, res.pts_b, res.seconds
+                        kpa, kpb = res.n_keypoints_a, res.n_keypoints_b
                     pm = pair_metrics(pa, pb, a.shape[:2], T=T)
                     per[m].append(pm)
                     secs[m].append(sec)
                     pair_rows.append({"condition": cond, "transform": tname, "matcher": m, "pair": p.name,
-                                      "source": p.source, "seconds": sec, **pm.to_dict()})
+                                      "source": p.source, "seconds": sec, "keypoints_a": kpa, "keypoints_b": kpb,
+                                      **pm.to_dict()})
             for m in names:
                 row = {"condition": cond, "transform": tname, "matcher": m, **aggregate(per[m], DELTAS),
                        "seconds_per_pair": float(np.mean(secs[m])),
-                       "transform_seconds_per_pair": float(np.mean(t_transform))}
+                       "transform_seconds_per_pair": float(np.mean(t_transform)),
+                       "keypoints_a": float(np.mean([r["keypoints_a"] for r in pair_rows[-len(pairs) * len(names):]
+                                                     if r["matcher"] == m])),
+                       "keypoints_b": float(np.mean([r["keypoints_b"] for r in pair_rows[-len(pairs) * len(names):]
+                                                     if r["matcher"] == m]))}
                 rows.append(row)
                 print(f"  {cond:8s} {tname:9s} {m:17s} SR {row['SR']:.2f} ACE {fmt(row['ACE'])} "
                       f"CMR5 {row['CMR5']:.2f} |P| {row['P']:.0f} {row['seconds_per_pair']:.2f} s/pair", flush=True)
