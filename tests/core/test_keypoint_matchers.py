@@ -165,3 +165,21 @@ def test_offline_no_download_attempted(tmp_path: Path) -> None:
     for name in OFFLINE:
         assert out[name][0] == "cpu" and out[name][1] > 0, (name, out[name])
     assert not any(p.is_file() for p in hub.rglob("*")), list(hub.rglob("*"))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", [n for n in OFFLINE if n != "sift"])
+def test_matcher_on_cuda(name: str) -> None:
+    """The same known-homography case on a CUDA device (run with ``./run_tests.sh -m gpu``)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    nir = _load("nir")
+    T = _similarity(5.0, 1.04, 9.0, -6.0)
+    m = make_keypoint_matcher(name, max_keypoints=512, device="cuda")
+    assert m.device.startswith("cuda")
+    res = m.match(nir, cv2.warpPerspective(nir**0.8, T, SIZE))
+    assert res.device.startswith("cuda")
+    pm = pair_metrics(res.pts_a, res.pts_b, nir.shape, T=T)
+    assert pm.success and pm.ace < 2.0 and pm.cmr[3] > 0.7, (name, pm.ace, pm.cmr)
