@@ -125,7 +125,8 @@ class DeDoDeMatcher(KeypointMatcher):
 
         x = torch.from_numpy(as_rgb(img)).permute(2, 0, 1)[None].to(self.device)
         kp, _scores, desc = self.model(x, n=self.max_keypoints, apply_imagenet_normalization=True)
-        kp, desc = kp[0].float(), desc[0].float()
+        # kornia's DeDoDe puts the centre of pixel 0 at 0.5: shift to the module's convention
+        kp, desc = kp[0].float() - 0.5, desc[0].float()
         h, w = img.shape[:2]
         inside = (kp[:, 0] >= 5) & (kp[:, 0] <= w - 6) & (kp[:, 1] >= 5) & (kp[:, 1] <= h - 6)
         return kp[inside], torch.nn.functional.normalize(desc[inside], dim=-1)

@@ -183,3 +183,21 @@ def test_matcher_on_cuda(name: str) -> None:
     assert res.device.startswith("cuda")
     pm = pair_metrics(res.pts_a, res.pts_b, nir.shape, T=T)
     assert pm.success and pm.ace < 2.0 and pm.cmr[3] > 0.7, (name, pm.ace, pm.cmr)
+
+
+def test_dedode_runs_from_user_files(tmp_path: Path) -> None:
+    """DeDoDe L + B from files in a folder (random weights here: no trained ones are available)."""
+    import torch
+    from kornia.feature import DeDoDe
+
+    torch.manual_seed(0)
+    model = DeDoDe(detector_model="L", descriptor_model="B")
+    torch.save(model.detector.state_dict(), tmp_path / "dedode_detector_L.pth")
+    torch.save(model.descriptor.state_dict(), tmp_path / "dedode_descriptor_B.pth")
+    m = make_keypoint_matcher("dedode", weights=str(tmp_path), max_keypoints=256, device="cpu")
+    assert m.name == "dedode" and m.device == "cpu"
+    img = _load("nir", (160, 106))
+    res = m.match(img, img)
+    assert res.n_keypoints_a == res.n_keypoints_b and res.pts_a.shape == res.pts_b.shape
+    np.testing.assert_allclose(res.pts_a, res.pts_b)  # an image matched with itself
+    assert np.all((res.pts_a >= 5) & (res.pts_a <= [160 - 6, 106 - 6]))  # the 5-px border is dropped
