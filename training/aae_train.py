@@ -155,6 +155,7 @@ class AAETrainConfig:
     margin: float = 1.0
     adversarial_weight: float = 1.0
     min_negative_offset: int = 16
+    easy_negatives: float = 0.0
     augment: bool = True
     device: str = "auto"
     threads: int | None = None
@@ -195,11 +196,14 @@ class AAEBatcher:
     """
 
     def __init__(self, patches: SearchPatches, patch_size: int, min_negative_offset: int, augment: bool,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, easy_negatives: float = 0.0) -> None:
         s, p = patches.size, int(patch_size)
         if s < p:
             raise ValueError(f"search patches ({s}) are smaller than the patch size ({p})")
+        if not 0.0 <= easy_negatives <= 1.0:
+            raise ValueError(f"easy_negatives must be in [0, 1], got {easy_negatives}")
         self.patches, self.p, self.rng, self.augment = patches, p, rng, augment
+        self.easy_negatives = float(easy_negatives)
         self.r = (s - p) // 2
         self.min_offset = min(int(min_negative_offset), self.r)
         if self.r < 1:
@@ -238,6 +242,10 @@ class AAEBatcher:
     def labelled(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A labelled batch: half positives (centre / centre), half negatives (centre / off-centre).
 
+        With ``easy_negatives`` a share of the negatives pairs the optical centre crop with the SAR
+        centre crop of *another* search patch instead (the hard off-centre negatives alone let a
+        small CPU-trained model collapse to one descriptor).
+
         Returns:
             ``(optical (B, P, P), sar (B, P, P), labels (B,))`` float32.
         """
@@ -245,8 +253,14 @@ class AAEBatcher:
         y = (np.arange(n) % 2 == 0).astype(np.float32)
         centre = np.full((n, 2), self.r)
         sar_corners = np.where(y[:, None] > 0, centre, self._negative_corners(n))
+        sar_idx = np.array(idx, copy=True)
+        if self.easy_negatives > 0 and len(self.patches) > 1:  # centre crops of another search patch
+            easy = (y == 0) & (self.rng.random(n) < self.easy_negatives)
+            other = self.rng.integers(0, len(self.patches) - 1, int(easy.sum()))
+            sar_idx[easy] = other + (other >= sar_idx[easy])
+            sar_corners[easy] = self.r
         opt = self._crop(idx, 0, centre).astype(np.float32) / 255.0
-        sar = self._crop(idx, 1, sar_corners).astype(np.float32) / 255.0
+        sar = self._crop(sar_idx, 1, sar_corners).astype(np.float32) / 255.0
         if self.augment:
             opt, sar = self._augment(opt, sar, joint=True)
         return opt, sar, y
@@ -430,7 +444,7 @@ def train_aae(
     net = DualAAE(AAEConfig(cfg.patch_size, cfg.width, cfg.latent_dim)).to(device)
     critic = Critic(cfg.latent_dim).to(device)
     sup, unsup = split_supervision(len(train), cfg.supervision, rng)
-    batcher = AAEBatcher(train, cfg.patch_size, cfg.min_negative_offset, cfg.augment, rng)
+    batcher = AAEBatcher(train, cfg.patch_size, cfg.min_negative_offset, cfg.augment, rng, cfg.easy_negatives)
     lr_low, lr_high = cfg.lr_low, cfg.lr_high
     if cfg.find_lr and resume is None:
         res = run_lr_range_test(net, critic, batcher, sup, unsup, cfg, device, plot=out / "lr_range.png")

@@ -83,6 +83,21 @@ def test_batcher_positives_centre_negatives_off_centre() -> None:
     assert ao.min() >= 0 and ao.max() <= 1 and not np.array_equal(ao, opt)  # noise on the optical side
 
 
+def test_easy_negatives_are_centre_crops_of_other_patches() -> None:
+    rng = np.random.default_rng(5)
+    imgs = rng.integers(0, 256, (4, 2, 48, 48), dtype=np.uint8)
+    b = AAEBatcher(SearchPatches(imgs), 16, min_negative_offset=6, augment=False, rng=rng, easy_negatives=1.0)
+    idx = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    _, sar, y = b.labelled(idx)
+    centres = imgs[:, 1, 16:32, 16:32].astype(np.float32) / 255
+    for k in range(1, 8, 2):  # every negative: the SAR centre crop of another search patch
+        same = [j for j in range(4) if np.array_equal(sar[k], centres[j])]
+        assert same and same[0] != idx[k]
+    np.testing.assert_array_equal(sar[::2], centres[idx[::2]])
+    with pytest.raises(ValueError, match="easy_negatives"):
+        AAEBatcher(SearchPatches(imgs), 16, 6, augment=False, rng=rng, easy_negatives=1.5)
+
+
 def test_three_step_smoke_run_25_percent_supervision(patches: tuple[SearchPatches, SearchPatches],
                                                      tmp_path: Path) -> None:
     torch.set_num_threads(1)
