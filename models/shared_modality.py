@@ -99,7 +99,8 @@ class SharedConfig:
 
     Attributes:
         sar_bands: Names of the SAR input bands, in order (dB), e.g. ``("VV",)``.
-        optical_bands: Names of the optical input bands, in order, e.g. ``("B04", "B03", "B02")``.
+        optical_bands: Names of the optical input bands, in order, e.g. ``("R", "G", "B")`` (Sentinel-2
+            B04, B03, B02).
         channels: ``K``, the channels of the shared images.
         criterion: ``"v1"`` (inverse networks, reconstruction term) or ``"v2"`` (gray-image term).
         rgb: Indices into ``optical_bands`` of the bands whose mean is the optical gray of
@@ -107,7 +108,7 @@ class SharedConfig:
     """
 
     sar_bands: tuple[str, ...] = ("VV",)
-    optical_bands: tuple[str, ...] = ("B04", "B03", "B02")
+    optical_bands: tuple[str, ...] = ("R", "G", "B")
     channels: int = 3
     criterion: str = "v2"
     rgb: tuple[int, ...] = field(default_factory=tuple)
@@ -129,7 +130,7 @@ class SharedConfig:
         """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
         return cls(
             sar_bands=tuple(data.get("sar_bands", ("VV",))),
-            optical_bands=tuple(data.get("optical_bands", ("B04", "B03", "B02"))),
+            optical_bands=tuple(data.get("optical_bands", ("R", "G", "B"))),
             channels=int(data.get("channels", 3)),
             criterion=str(data.get("criterion", "v2")),
             rgb=tuple(int(i) for i in data.get("rgb", ())),
@@ -211,7 +212,13 @@ def normalise(
 
 
 def _to_fp16_weights(model: Any) -> Any:
-    """Store every float32 initialiser as float16 plus a ``Cast`` back to float32 (compute stays fp32)."""
+    """Store the float32 weight tensors (2-D and more) as float16 plus a ``Cast`` back to float32.
+
+    Computation stays float32. One-dimensional tensors (biases, BatchNorm scale, shift, running
+    mean and variance) stay float32: they are a small part of the file, and rounding a running
+    mean to float16 next to a tiny running variance shifts a normalised activation by several
+    standard deviations (measured: up to 0.99 at single output pixels of a trained network).
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -219,7 +226,7 @@ def _to_fp16_weights(model: Any) -> Any:
     casts = []
     new_inits = []
     for init in graph.initializer:
-        if init.data_type != TensorProto.FLOAT:
+        if init.data_type != TensorProto.FLOAT or len(init.dims) < 2:
             new_inits.append(init)
             continue
         arr = numpy_helper.to_array(init)
@@ -244,7 +251,8 @@ def export_onnx(
     fp16_weights: bool = True,
     opset: int = 17,
     check_size: int = 96,
-    tolerance: float = 2e-3,
+    tolerance: float = 5e-3,
+    check_inputs: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Export one forward network to ONNX with dynamic batch, height and width.
 
@@ -263,10 +271,13 @@ def export_onnx(
         opset: ONNX opset (>= 17).
         check_size: Side of the random check images (two sizes are checked: this and +32 x +64).
         tolerance: Largest accepted ONNX Runtime vs torch difference for the fp16 file.
+        check_inputs: More check batches ``(B, C, H, W)`` float32 (e.g. real normalised scenes,
+            H and W multiples of 32), checked together with the random ones.
 
     Returns:
-        ``{"file", "bytes", "fp16_weights", "max_abs_diff_fp32", "max_abs_diff", "opset"}``:
-        the differences are ONNX Runtime (CPU) vs torch (CPU, float32) over the check images.
+        ``{"file", "bytes", "fp16_weights", "max_abs_diff_fp32", "max_abs_diff_fp16", "max_abs_diff",
+        "opset", "checked_batches"}``: the differences are ONNX Runtime (CPU) vs torch (CPU,
+        float32) over the check images; ``max_abs_diff`` is the one of the file written.
     """
     import copy
     import io
@@ -294,6 +305,7 @@ def export_onnx(
     gen = torch.Generator().manual_seed(0)
     checks = [torch.rand(2, in_channels, check_size, check_size, generator=gen),
               torch.rand(1, in_channels, check_size + 32, check_size + 64, generator=gen)]
+    checks += [torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)) for c in check_inputs or []]
     with torch.no_grad():
         refs = [cpu(c).numpy() for c in checks]
 
@@ -304,7 +316,7 @@ def export_onnx(
 
     bytes32 = model32.SerializeToString()
     diff32 = max_diff(bytes32)
-    data, diff, used_fp16 = bytes32, diff32, False
+    data, diff, used_fp16, diff16 = bytes32, diff32, False, None
     if fp16_weights:
         bytes16 = _to_fp16_weights(onnx.load_from_string(bytes32)).SerializeToString()
         diff16 = max_diff(bytes16)
@@ -315,7 +327,7 @@ def export_onnx(
     tmp.write_bytes(data)
     os.replace(tmp, path)
     return {"file": str(path), "bytes": len(data), "fp16_weights": used_fp16, "max_abs_diff_fp32": diff32,
-            "max_abs_diff": diff, "opset": opset}
+            "max_abs_diff_fp16": diff16, "max_abs_diff": diff, "opset": opset, "checked_batches": len(checks)}
 
 
 def state_dict_from_onnx(path: str | Path) -> dict[str, np.ndarray]:

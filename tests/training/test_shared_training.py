@@ -272,6 +272,6 @@ def test_train_job_writes_a_loadable_model(tmp_path: Path, monkeypatch: pytest.M
     assert card.method == "shared" and set(card.all_files()) == {"main", "optical"}
     assert check_card(card)["ok"]
     assert card.metrics["table1_held_out"]["none"]["pairs"] == 1
-    assert max(e["max_abs_diff"] for e in card.metrics["onnx"].values()) < 2e-3
+    assert max(e["max_abs_diff"] for e in card.metrics["onnx"].values()) <= 5e-3
     model = load("my-shared", device="cpu")
     assert model.transform(np.zeros((1, 1, 64, 64), np.float32), "sar").shape == (1, 3, 64, 64)
