@@ -17,6 +17,8 @@ import contextlib
 import io
 import logging
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,29 @@ class _LineReporter(io.TextIOBase):
             self.progress.check()
 
 
+def _throttled(progress: Progress, params: dict[str, Any], every_s: float = 0.5) -> Callable[[float, str], None]:
+    """A step hook that reports at most every ``every_s`` seconds (and checks cancel every step).
+
+    With a time budget (``max_minutes``) the fraction is the larger of the steps done and the time
+    spent, since a budgeted run stops before its planned steps.
+    """
+    budget = float(params.get("max_minutes") or 0.0) * 60.0
+    t0 = time.monotonic()
+    last = [-1.0]
+
+    def hook(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if budget > 0:
+            fraction = max(fraction, min((now - t0) / budget, 1.0))
+        if now - last[0] >= every_s:
+            last[0] = now
+            progress.report(fraction, message)
+        else:
+            progress.check()
+
+    return hook
+
+
 def run_from_params(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """Train a model and write it with its card into a model folder.
 
@@ -126,11 +151,12 @@ def run_from_params(params: dict[str, Any], progress: Progress) -> dict[str, Any
         raise ValueError("train job needs 'model_folder'")
     argv = train_argv(params)
     from sarcoreg.training.cli import main as train_main
+    from sarcoreg.training.step_hook import step_hook
 
     epochs = int(params.get("epochs", 10))
     reporter = _LineReporter(progress.sub(0.0, 0.95), epochs)
     progress.report(0.0, f"sarcoreg-train {' '.join(argv)}")
-    with contextlib.redirect_stdout(reporter):
+    with contextlib.redirect_stdout(reporter), step_hook(_throttled(reporter.progress, params)):
         code = train_main(argv)
     reporter.write("\n")
     if code != 0:

@@ -35,6 +35,8 @@ from sarcoreg.training.bnn_losses import balanced_indices, bnn_loss, to_tensor
 from sarcoreg.training.metrics import auc, fpr95, roc_curve
 from sarcoreg.training.pair_datasets import AlignedPatches, eval_pairs
 
+from .step_hook import report_step
+
 __all__ = [
     "BNNTrainConfig",
     "BNNTrainResult",
@@ -256,7 +258,7 @@ def train_bnn(
 
             bar = tqdm(bar, desc=f"bnn {epoch + 1}/{cfg.epochs}", leave=False)
         losses = []
-        for _ in bar:
+        for i_step in bar:
             s_idx, o_idx, y = balanced_indices(len(train), cfg.batch_size, rng, train.groups)
             sar, optical = train.sar[s_idx], train.opt[o_idx]
             if cfg.augment:
@@ -267,6 +269,8 @@ def train_bnn(
             loss.backward()
             opt.step()
             step += 1
+            report_step((epoch + (i_step + 1) / steps_per_epoch) / cfg.epochs,
+                        f"epoch {epoch + 1}/{cfg.epochs} step {i_step + 1}/{steps_per_epoch}")
             losses.append(float(loss.detach()))
             if progress:
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", lp=f"{parts['l_p']:.3f}", ln=f"{parts['l_n']:.3f}")

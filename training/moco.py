@@ -39,6 +39,8 @@ from sarcoreg.models.bnn import BNN, DEFAULT_WIDTH, Tower, make_backbone, standa
 from sarcoreg.models.patch_model import torch_device
 from torch import Tensor, nn
 
+from .step_hook import report_step
+
 __all__ = [
     "MoCo",
     "MoCoConfig",
@@ -308,7 +310,7 @@ def pretrain_moco(
 
             bar = tqdm(bar, desc=f"moco {modality} {epoch + 1}/{cfg.epochs}", leave=False)
         losses, hits = [], []
-        for _ in bar:
+        for i_step in bar:
             idx = np.sort(rng.choice(len(images), size=batch, replace=False))
             x = torch.from_numpy(np.ascontiguousarray(images[idx])).to(device, torch.float32)[:, None] / 255.0
             logits, labels = model(moco_augment(x, gen), moco_augment(x, gen))
@@ -317,6 +319,8 @@ def pretrain_moco(
             loss.backward()
             opt.step()
             step += 1
+            report_step((epoch + (i_step + 1) / steps_per_epoch) / cfg.epochs,
+                        f"epoch {epoch + 1}/{cfg.epochs} step {i_step + 1}/{steps_per_epoch}")
             loss_v = float(loss.detach())
             losses.append(loss_v)
             hits.append(float((logits.argmax(dim=1) == 0).float().mean()))

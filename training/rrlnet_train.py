@@ -32,6 +32,8 @@ from sarcoreg.training.metrics import auc, fpr95
 from sarcoreg.training.patches import PatchSet
 from sarcoreg.training.rrlnet_losses import RRLNetLoss, make_perceptual
 
+from .step_hook import report_step
+
 __all__ = ["TrainConfig", "TrainResult", "recalibrate_batchnorm", "score_patchset", "train_rrlnet"]
 
 
@@ -178,7 +180,7 @@ def train_rrlnet(
 
             bar = tqdm(bar, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
         losses = []
-        for _ in bar:
+        for i_step in bar:
             idx = rng.choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)
             imgs = train.images[np.sort(idx)]
             if cfg.augment:
@@ -190,6 +192,8 @@ def train_rrlnet(
             loss.backward()
             opt.step()
             step += 1
+            report_step((epoch + (i_step + 1) / steps_per_epoch) / cfg.epochs,
+                        f"epoch {epoch + 1}/{cfg.epochs} step {i_step + 1}/{steps_per_epoch}")
             losses.append(float(loss.detach()))
             if progress:
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", bce=f"{parts['bce']:.3f}", rec=f"{parts['rec']:.4f}")

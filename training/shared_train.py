@@ -29,6 +29,8 @@ from sarcoreg.models.shared_modality import SharedConfig, make_nets
 from sarcoreg.training.shared_data import CropSampler, ScenePair, pad_to_multiple
 from sarcoreg.training.shared_losses import LossWeights, image_metrics, shared_loss_v1, shared_loss_v2
 
+from .step_hook import report_step
+
 __all__ = ["ProgressFn", "SharedTrainConfig", "SharedTrainResult", "evaluate", "recalibrate_bn", "train_shared"]
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
@@ -330,6 +332,7 @@ def train_shared(
         loss.backward()
         opt.step()
         step += 1
+        report_step(step / max(cfg.max_steps, 1), f"step {step}/{cfg.max_steps}")
         running.append(float(loss.detach()))
         if bar is not None:
             bar.update(1)
