@@ -85,11 +85,12 @@ def aae_backends(card: Any, threads: int, max_batch: int) -> list[tuple[str, Any
     """The same for the AAE of ``card``: pair graph, and SAR encoder for ``dense``."""
     import torch
     from sarcoreg.models.aae import AAEConfig, AAEInference, DualAAE
-    from sarcoreg.models.descriptor_model import load_descriptor_model
+    from sarcoreg.models.descriptor_model import OnnxDescriptorModel
     from sarcoreg.models.patch_model import OnnxPatchModel
 
     m = OnnxPatchModel(card.path, name=card.name, device="cpu", batch_size=max_batch, threads=threads)
-    d = load_descriptor_model(card.name, device="cpu", batch_size=max_batch)
+    d = OnnxDescriptorModel(card.file_for("optical_encoder"), card.file_for("sar_encoder"), name=card.name,
+                            device="cpu", batch_size=max_batch, threads=threads)
     out: list[tuple[str, Any, Any]] = [
         (m.device, lambda a, b: m.score(a, b), lambda t, b: d.embed_sar(b) @ d.embed_optical(t)[0])]
     cfg = card.training.get("config", {})
