@@ -53,8 +53,9 @@ def test_registered_and_missing_model_error() -> None:
     assert "bnn" in available_matchers()
     m = get_matcher("bnn")  # nothing loaded yet
     assert isinstance(m, BNNMatcher)
-    with pytest.raises(ValueError, match=r"bnn-sar-optical.*--model"):
-        _ = m.model
+    assert m.model.name == "bnn-sar-optical"  # the shipped model is the default
+    with pytest.raises(ValueError, match=r"bnn-not-shipped.*--model"):
+        _ = BNNMatcher(model="bnn-not-shipped").model
     with pytest.raises(ValueError, match="stride"):
         BNNMatcher(stride=0)
 
