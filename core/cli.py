@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
             for name in available_matchers():
                 print(f"{name:12s} {getattr(get_matcher(name), 'description', '')}")
+            print(f"{'shared':12s} shared-modality U-Nets + keypoint matcher (Borisov et al. 2026; --keypoints)")
             return 0
         if a.command == "models":
             from sarcoreg.models.registry import check_card, list_cards
