@@ -357,8 +357,9 @@ def plot_correspondence_map(
     label: str = "cosine similarity",
     lower_is_better: bool = False,
 ) -> Path:
-    """Write :func:`correspondence_map_png` of one map to ``path`` (``.png``); returns the path."""
+    """Write :func:`correspondence_map_png` of one map to ``path`` (``.png``, folders created); returns the path."""
     out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(correspondence_map_png(cmap, template=template, search=search, true_shift=true_shift,
                                            title=title, label=label, lower_is_better=lower_is_better))
     return out
