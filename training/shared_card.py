@@ -86,6 +86,7 @@ def write_shared_card(
     data_note: str = "",
     folder: Path = MODELS_DIR,
     measure: bool = True,
+    checkpoint: str = "best",
 ) -> ModelCard:
     """Export ``run/best.pt`` to two ONNX files in ``folder`` and write ``folder/cards/<name>.json``.
 
@@ -97,6 +98,7 @@ def write_shared_card(
         data_note: Free text on the data.
         folder: Model folder (``models/`` of the package, or one in ``SARCOREG_MODEL_PATH``).
         measure: Measure Table-1 metrics of the exported model on the held-out pairs.
+        checkpoint: ``"best"`` (lowest validation loss, ``best.pt``) or ``"last"`` (``last.pt``).
     """
     import torch
     from sarcoreg.models.shared_modality import SharedConfig, export_onnx, load_shared_model, make_nets
@@ -104,7 +106,9 @@ def write_shared_card(
 
     run = Path(run)
     summary: dict[str, Any] = json.loads((run / "summary.json").read_text())
-    ckpt = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    ckpt = torch.load(run / f"{checkpoint}.pt", map_location="cpu", weights_only=False)
     config = SharedConfig.from_dict(ckpt["config"]["model"])
     train_cfg = ckpt["config"]["train"]
     nets = make_nets(config)
@@ -177,6 +181,8 @@ def write_shared_card(
             "seconds": summary["seconds"],
             "stopped_by": summary["stopped_by"],
             "best_step": summary["best_step"],
+            "shipped_checkpoint": checkpoint,
+            "shipped_step": int(ckpt["step"]),
             "best_val_loss": summary["best_val_loss"],
             "history": json.loads((run / "history.json").read_text())["history"],
         },
@@ -197,7 +203,7 @@ def write_shared_card(
     if measure:
         model = load_shared_model(card_path, device="cpu", backend="onnx")
         t1 = table1(model, scenes)
-        torch_model = load_shared_model(run / "best.pt", device="cpu")
+        torch_model = load_shared_model(run / f"{checkpoint}.pt", device="cpu")
         diffs = []
         for sar, opt, _ in real:
             diffs.append(float(np.abs(model.transform(sar[None], "sar")
@@ -225,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-note", default="")
     p.add_argument("--folder", type=Path, default=MODELS_DIR)
     p.add_argument("--no-measure", action="store_true")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
     a = p.parse_args(argv)
-    card = write_shared_card(a.run, a.name, a.licence, a.notes, a.data_note, a.folder, measure=not a.no_measure)
+    card = write_shared_card(a.run, a.name, a.licence, a.notes, a.data_note, a.folder, measure=not a.no_measure,
+                             checkpoint=a.checkpoint)
     print(json.dumps(card.metrics, indent=1))
     return 0
 

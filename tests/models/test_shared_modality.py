@@ -170,8 +170,9 @@ def _real_pair() -> tuple[np.ndarray, np.ndarray]:
     return sar[:, 12:108, 12:108], opt[:, 12:108, 12:108]
 
 
-@pytest.mark.parametrize("name", ["shared-v2"])
-def test_shipped_model_on_real_pair(name: str) -> None:
+@pytest.mark.parametrize(("name", "min_std"), [("shared-v2", 0.02), ("shared-v1", 0.005)])
+def test_shipped_model_on_real_pair(name: str, min_std: float) -> None:
+    """v1's shared images have low contrast (the paper stretches them before use), hence its lower bar."""
     from sarcoreg.models import load
 
     card = find_card(name)
@@ -186,4 +187,4 @@ def test_shipped_model_on_real_pair(name: str) -> None:
     shared = float(ssim(torch.from_numpy(s), torch.from_numpy(o)))
     raw = float(ssim(torch.from_numpy(np.repeat(sar, 3, 0)[None]), torch.from_numpy(opt[None])))
     assert shared > raw + 0.1
-    assert s.std() > 0.02 and o.std() > 0.02  # not degenerate (constant) shared images
+    assert s.std() > min_std and o.std() > min_std  # not degenerate (constant) shared images
