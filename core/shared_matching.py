@@ -210,8 +210,9 @@ def shared_match(
         m = matcher.match(img_a, img_b)
         n_raw += len(m)
         keep = _inside(valid_a, m.pts_a) & _inside(valid_b, m.pts_b)
-        ref_pts.append(m.pts_a[keep] + [x0, y0])
-        tgt_pts.append(m.pts_b[keep] + [x0 + ox, y0 + oy])
+        # Keypoints have pixel centres at integers (OpenCV / kornia); the engine's GDAL convention at +0.5.
+        ref_pts.append(m.pts_a[keep] + [x0 + 0.5, y0 + 0.5])
+        tgt_pts.append(m.pts_b[keep] + [x0 + ox + 0.5, y0 + oy + 0.5])
         scores.append(m.scores[keep])
         if not previews:  # the first match tile with data, as the report's picture of the method
             caption = (f"Shared-modality images of match tile {i + 1} ({w} x {h} px at {x0}, {y0}) with the "
