@@ -63,6 +63,8 @@ def train_argv(params: dict[str, Any]) -> list[str]:
         for key, flag in (("patch_size", "--patch-size"), ("width", "--width")):
             if params.get(key):
                 argv += [flag, str(int(params[key]))]
+    if method == "shared" and params.get("patch_size"):  # the training crop of the U-Nets
+        argv += ["--crop", str(int(params["patch_size"]))]
     if method == "aae" and params.get("search_size"):
         argv += ["--search-size", str(int(params["search_size"]))]
     if params.get("batch_size"):

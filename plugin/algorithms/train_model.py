@@ -34,7 +34,7 @@ from .base import SarcoregAlgorithm
 from .coregister import DEVICES
 
 #: Trainable methods (``sarcoreg.core.train_job.TRAINABLE``), in enum order.
-TRAIN_METHODS: list[str] = ["rrlnet", "bnn", "aae"]
+TRAIN_METHODS: list[str] = ["rrlnet", "bnn", "aae", "shared"]
 
 _HELP = """
 <p>Trains a learned matcher with <i>sarcoreg-train</i> in the sarcoreg worker (progress per epoch;
@@ -45,10 +45,14 @@ afterwards the model name can be given as <b>Model</b> in <i>Co-register SAR to 
 <i>Extract tie points</i> and <i>Correspondence map</i>.</p>
 <h3>Parameters</h3>
 <ul>
-<li><b>Method</b>: rrlnet (RRL-Net patch verification), bnn (BNN two-tower embeddings) or aae
-(semi-supervised adversarial autoencoders: descriptors and correspondence maps).</li>
+<li><b>Method</b>: rrlnet (RRL-Net patch verification), bnn (BNN two-tower embeddings), aae
+(semi-supervised adversarial autoencoders: descriptors and correspondence maps) or shared (the
+shared-modality U-Nets, criterion v2; the model is then usable by <i>Generate shared-modality
+layers</i> and the <i>shared</i> method).</li>
 <li><b>Training data</b>: a folder of aligned pairs (NNNN_rgb.jpg / NNNN_nir.jpg, or the S1/S2 npz
-folder), or a patch .npy file (rrlnet); see <i>sarcoreg-train rrlnet|bnn|aae -h</i>. The aae cuts
+folder), or a patch .npy file (rrlnet); for shared: the S1/S2 npz folder, a MultiSenGE folder
+(s1&lt;ID&gt;.tif / s2&lt;ID&gt;.tif) or a SEN1-2 folder; see <i>sarcoreg-train rrlnet|bnn|aae|shared -h</i>.
+The aae cuts
 search patches from image pairs, so its images must be at least the search size.</li>
 <li><b>Run folder</b>: checkpoints, history and the exported network.</li>
 <li><b>Model name</b>: letters, digits, '.', '_' and '-'; an existing model of that name in the
@@ -57,7 +61,8 @@ model folder is not overwritten.</li>
 <li>Advanced: <b>epochs</b>, <b>time budget</b> (minutes, 0: none), <b>steps per epoch</b> and
 <b>patch pairs per image</b> (rrlnet; search patches per image pair for aae) (0: the training's
 defaults), <b>patch size</b> and <b>network width</b> (bnn, aae; 0: defaults 64 / 128 px and the
-published widths; small widths train on a CPU), <b>search size</b> (aae, 0: 256 px),
+published widths; small widths train on a CPU; for shared the patch size is the training crop, a
+multiple of 32), <b>search size</b> (aae, 0: 256 px),
 <b>device</b>.</li>
 </ul>
 """
@@ -95,7 +100,7 @@ class TrainModelAlgorithm(SarcoregAlgorithm):
 
     def tags(self) -> list[str]:
         """Search words of the toolbox."""
-        return ["train", "model", "deep learning", "rrlnet", "bnn", "aae", "autoencoder", "network", "onnx"]
+        return ["train", "model", "deep learning", "rrlnet", "bnn", "aae", "shared", "autoencoder", "network", "onnx"]
 
     def initAlgorithm(self, config: Any = None) -> None:  # noqa: N802
         """Declare the parameters and outputs."""
@@ -115,7 +120,8 @@ class TrainModelAlgorithm(SarcoregAlgorithm):
             self._int(self.STEPS_PER_EPOCH, "Steps per epoch (0: all training pairs)", 0, 0, 10**7),
             self._int(self.PAIRS_PER_IMAGE, "Patch pairs per image pair, rrlnet / search patches, aae (0: default)",
                       0, 0, 10**5),
-            self._int(self.PATCH_SIZE, "Patch size, bnn / aae (0: default; aae: a multiple of 32)", 0, 0, 1024),
+            self._int(self.PATCH_SIZE, "Patch size, bnn / aae / shared crop (0: default; aae, shared: a multiple of 32)",
+                      0, 0, 1024),
             self._int(self.SEARCH_SIZE, "Search patch size, aae (0: default 256)", 0, 0, 4096),
             self._int(self.WIDTH, "Network width, bnn / aae (0: the published width 64)", 0, 0, 512),
             QgsProcessingParameterEnum(self.DEVICE, self.tr("Device"), options=DEVICES, defaultValue=0),
@@ -181,6 +187,8 @@ class TrainModelAlgorithm(SarcoregAlgorithm):
         outputs = [folder / f"{job['model_name']}.onnx", folder / "cards" / f"{job['model_name']}.json"]
         if job["method"] == "aae":  # its two encoder graphs lie next to the pair graph (encoder_files)
             outputs += [folder / f"{job['model_name']}-{m}-encoder.onnx" for m in ("optical", "sar")]
+        if job["method"] == "shared":  # one network per sensor
+            outputs = [folder / f"{job['model_name']}-{m}.onnx" for m in ("sar", "optical")] + outputs[1:]
         feedback.pushInfo(f"Training {job['method']} on {job['data'][0]} into {run}; model folder {folder}")
         try:
             result = run_worker_job("train", job, feedback, cleanup=[run, *outputs])

@@ -59,3 +59,29 @@ def test_train_tiny_aae_then_map_with_it(sarcoreg_provider, tmp_path: Path) -> N
         assert arr.shape == (7, 7) and np.isfinite(arr).any()
     finally:
         ProcessingConfig.setSettingValue(SETTING_MODEL_FOLDERS, before or "")
+
+
+def test_train_tiny_shared_model_then_generate_layers_with_it(sarcoreg_provider, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Train a model (method shared) on the real S1/S2 pairs, then use it by name in the toolbox."""
+    from processing.core.ProcessingConfig import ProcessingConfig
+    from sarcoreg.core.demo import make_demo_inputs
+    from sarcoreg.plugin.algorithms.train_model import TRAIN_METHODS
+    from sarcoreg.plugin.settings import SETTING_MODEL_FOLDERS
+
+    models = tmp_path / "models"
+    before = ProcessingConfig.getSetting(SETTING_MODEL_FOLDERS)
+    try:
+        res = _run(TRAIN_ID, {
+            "METHOD": TRAIN_METHODS.index("shared"), "DATA": str(shared_data("s1s2", "bigearthnet-configilm")),
+            "OUTPUT_FOLDER": str(tmp_path / "run"), "MODEL_FOLDER": str(models), "MODEL_NAME": "tiny-shared",
+            "EPOCHS": 1, "STEPS_PER_EPOCH": 2, "PATCH_SIZE": 64, "DEVICE": 1,
+        })
+        card = json.loads(Path(res["CARD"]).read_text())
+        assert card["method"] == "shared" and card["extra_files"] == {"optical": "tiny-shared-optical.onnx"}
+        assert (models / "tiny-shared-sar.onnx").is_file() and (models / "tiny-shared-optical.onnx").is_file()
+        _, tgt = make_demo_inputs(tmp_path / "inputs", (0.0, 0.0))
+        out = _run("sarcoreg:sharedmodalitylayers", {"SAR": str(tgt), "SAR_BANDS": [1], "MODEL": "tiny-shared",
+                                                     "SAR_OUTPUT": str(tmp_path / "sar_shared.tif")})
+        assert gdal.Open(out["SAR_OUTPUT"]).RasterCount == 3
+    finally:
+        ProcessingConfig.setSettingValue(SETTING_MODEL_FOLDERS, before or "")
