@@ -120,7 +120,7 @@ class TrainModelAlgorithm(SarcoregAlgorithm):
             self._int(self.STEPS_PER_EPOCH, "Steps per epoch (0: all training pairs)", 0, 0, 10**7),
             self._int(self.PAIRS_PER_IMAGE, "Patch pairs per image pair, rrlnet / search patches, aae (0: default)",
                       0, 0, 10**5),
-            self._int(self.PATCH_SIZE, "Patch size, bnn / aae / shared crop (0: default; aae, shared: a multiple of 32)",
+            self._int(self.PATCH_SIZE, "Patch size, bnn / aae / shared crop (0: default; aae, shared: multiple of 32)",
                       0, 0, 1024),
             self._int(self.SEARCH_SIZE, "Search patch size, aae (0: default 256)", 0, 0, 4096),
             self._int(self.WIDTH, "Network width, bnn / aae (0: the published width 64)", 0, 0, 512),
