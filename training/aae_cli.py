@@ -174,6 +174,8 @@ def aae_main(argv: list[str]) -> int:
     p.add_argument("--find-lr", action="store_true", help="run the LR range test and use its range")
     p.add_argument("--lr-test-steps", type=int, default=100)
     p.add_argument("--margin", type=float, default=1.0, help="contrastive margin on the squared distance")
+    p.add_argument("--adversarial-weight", type=float, default=1.0,
+                   help="weight of the encoders' adversarial term (1 in the paper)")
     p.add_argument("--min-negative-offset", type=int, default=16, help="px, off-centre negatives")
     p.add_argument("--easy-negatives", type=float, default=0.0,
                    help="share of training negatives taken from another search patch (0: only off-centre ones)")
@@ -200,7 +202,7 @@ def aae_main(argv: list[str]) -> int:
         patch_size=a.patch_size, width=a.width, latent_dim=a.latent_dim, supervision=a.supervision, epochs=a.epochs,
         steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr_low=a.lr_low, lr_high=a.lr_high,
         find_lr=a.find_lr, lr_test_steps=a.lr_test_steps, margin=a.margin, min_negative_offset=a.min_negative_offset,
-        easy_negatives=a.easy_negatives,
+        easy_negatives=a.easy_negatives, adversarial_weight=a.adversarial_weight,
         augment=not a.no_augment, device=a.device, threads=a.threads, max_minutes=a.max_minutes, seed=a.seed,
         val_maps=a.val_maps,
     )

@@ -158,10 +158,12 @@ def test_cli_aae_subcommand(tmp_path: Path) -> None:
         "--patch-size", "32", "--search-size", "64", "--per-image", "1", "--width", "2", "--latent-dim", "8",
         "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4", "--supervision", "0.25",
         "--min-negative-offset", "6", "--threads", "1", "--no-progress", "--find-lr", "--lr-test-steps", "8",
+        "--adversarial-weight", "0.5",
     ])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["supervision"] == 0.25 and summary["steps"] == 1
+    assert json.loads((out / "history.json").read_text())["config"]["adversarial_weight"] == 0.5
     assert (out / "lr_range.png").is_file() and (out / "best.onnx").is_file()
     # The evaluation command: maps on the same held-out pairs, Figure 4 histograms, a map PNG.
     ev = tmp_path / "eval"
