@@ -9,20 +9,78 @@ the file is exactly what the Graphical Modeler would save; edit it in the Modele
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_PATH = ROOT / "plugin" / "models" / "coregister_chain.model3"
 MODEL_NAME = "Co-registration chain"
 
 
+def child(alg_id: str, child_id: str, x: float, y: float) -> Any:
+    """A model step running ``alg_id``, called ``child_id``, drawn at ``(x, y)``."""
+    from qgis.core import QgsProcessingModelChildAlgorithm
+    from qgis.PyQt.QtCore import QPointF
+
+    c = QgsProcessingModelChildAlgorithm(alg_id)
+    c.setChildId(child_id)
+    c.setDescription(child_id.replace("_", " ").capitalize())
+    c.setPosition(QPointF(x, y))
+    return c
+
+
+def output(child_id: str, name: str, description: str, x: float, y: float) -> Any:
+    """The model output ``description`` fed by output ``name`` of step ``child_id``."""
+    from qgis.core import QgsProcessingModelOutput
+    from qgis.PyQt.QtCore import QPointF
+
+    out = QgsProcessingModelOutput(name, description)
+    out.setChildId(child_id)
+    out.setChildOutputName(name)
+    out.setPosition(QPointF(x, y))
+    return out
+
+
+def add_inputs(model: Any, inputs: list[Any]) -> None:
+    """Add the model's input parameters, drawn in one column."""
+    from qgis.core import QgsProcessingModelParameter
+    from qgis.PyQt.QtCore import QPointF
+
+    for k, definition in enumerate(inputs):
+        component = QgsProcessingModelParameter(definition.name())
+        component.setPosition(QPointF(120, 60 + 70 * k))
+        model.addModelParameter(definition, component)
+
+
+def save(model: Any, path: Path) -> Path:
+    """Write ``model`` to ``path`` (folders created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not model.toFile(str(path)):
+        raise RuntimeError(f"QGIS could not write the model {path}")
+    return path
+
+
+def run_in_qgis(build_model: Callable[[], Path]) -> None:
+    """Start QGIS without a display, register the provider, call ``build_model`` and report."""
+    import os
+
+    from qgis.core import QgsApplication
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = QgsApplication([], False)
+    app.initQgis()
+    from sarcoreg.plugin.provider import SarcoregProvider
+
+    QgsApplication.processingRegistry().addProvider(SarcoregProvider())
+    print(f"wrote {build_model()}")
+    app.exitQgis()
+
+
 def build(path: Path = MODEL_PATH) -> Path:
     """Write the model file (QGIS must be initialised) and return its path."""
     from qgis.core import (
         QgsProcessingModelAlgorithm,
-        QgsProcessingModelChildAlgorithm,
-        QgsProcessingModelOutput,
-        QgsProcessingModelParameter,
         QgsProcessingParameterEnum,
         QgsProcessingParameterNumber,
         QgsProcessingParameterRasterLayer,
@@ -30,7 +88,6 @@ def build(path: Path = MODEL_PATH) -> Path:
     from qgis.core import (
         QgsProcessingModelChildParameterSource as Source,
     )
-    from qgis.PyQt.QtCore import QPointF
     from sarcoreg.plugin.algorithms.coregister import DEFAULTS, TRANSFORMS
 
     model = QgsProcessingModelAlgorithm(MODEL_NAME, "Models")
@@ -54,24 +111,7 @@ def build(path: Path = MODEL_PATH) -> Path:
         QgsProcessingParameterNumber("SEARCH_RADIUS", "Search radius (pixels)",
                                      QgsProcessingParameterNumber.Integer, DEFAULTS["search_radius"], False, 1, 2048),
     ]
-    for k, definition in enumerate(inputs):
-        component = QgsProcessingModelParameter(definition.name())
-        component.setPosition(QPointF(120, 60 + 70 * k))
-        model.addModelParameter(definition, component)
-
-    def child(alg_id: str, child_id: str, x: float, y: float) -> QgsProcessingModelChildAlgorithm:
-        c = QgsProcessingModelChildAlgorithm(alg_id)
-        c.setChildId(child_id)
-        c.setDescription(child_id.replace("_", " ").capitalize())
-        c.setPosition(QPointF(x, y))
-        return c
-
-    def output(child_id: str, name: str, description: str, x: float, y: float) -> QgsProcessingModelOutput:
-        out = QgsProcessingModelOutput(name, description)
-        out.setChildId(child_id)
-        out.setChildOutputName(name)
-        out.setPosition(QPointF(x, y))
-        return out
+    add_inputs(model, inputs)
 
     extract = child("sarcoreg:extracttiepoints", "extract_tie_points", 420, 150)
     for name in ("REFERENCE", "TARGET", "TRANSFORM", "SPACING", "WINDOW", "SEARCH_RADIUS"):
@@ -96,27 +136,8 @@ def build(path: Path = MODEL_PATH) -> Path:
 
     for c in (extract, export, warp):
         model.addChildAlgorithm(c)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not model.toFile(str(path)):
-        raise RuntimeError(f"QGIS could not write the model {path}")
-    return path
-
-
-def main() -> None:
-    """Start QGIS without a display, register the provider, write the model."""
-    import os
-
-    from qgis.core import QgsApplication
-
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    app = QgsApplication([], False)
-    app.initQgis()
-    from sarcoreg.plugin.provider import SarcoregProvider
-
-    QgsApplication.processingRegistry().addProvider(SarcoregProvider())
-    print(f"wrote {build()}")
-    app.exitQgis()
+    return save(model, path)
 
 
 if __name__ == "__main__":
-    main()
+    run_in_qgis(build)

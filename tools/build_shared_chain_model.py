@@ -12,7 +12,11 @@ so the file is what the Graphical Modeler would save.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_coregister_chain_model import add_inputs, child, output, run_in_qgis, save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_PATH = ROOT / "plugin" / "models" / "shared_chain.model3"
@@ -23,9 +27,6 @@ def build(path: Path = MODEL_PATH) -> Path:
     """Write the model file (QGIS must be initialised) and return its path."""
     from qgis.core import (
         QgsProcessingModelAlgorithm,
-        QgsProcessingModelChildAlgorithm,
-        QgsProcessingModelOutput,
-        QgsProcessingModelParameter,
         QgsProcessingParameterEnum,
         QgsProcessingParameterNumber,
         QgsProcessingParameterRasterLayer,
@@ -34,7 +35,6 @@ def build(path: Path = MODEL_PATH) -> Path:
     from qgis.core import (
         QgsProcessingModelChildParameterSource as Source,
     )
-    from qgis.PyQt.QtCore import QPointF
     from sarcoreg.plugin.algorithms.coregister import DEFAULTS, MATCHERS, MODALITIES, TRANSFORMS
 
     model = QgsProcessingModelAlgorithm(MODEL_NAME, "Models")
@@ -60,24 +60,7 @@ def build(path: Path = MODEL_PATH) -> Path:
         QgsProcessingParameterNumber("SEARCH_RADIUS", "Search radius (pixels)",
                                      QgsProcessingParameterNumber.Integer, DEFAULTS["search_radius"], False, 1, 2048),
     ]
-    for k, definition in enumerate(inputs):
-        component = QgsProcessingModelParameter(definition.name())
-        component.setPosition(QPointF(120, 60 + 70 * k))
-        model.addModelParameter(definition, component)
-
-    def child(alg_id: str, child_id: str, x: float, y: float) -> QgsProcessingModelChildAlgorithm:
-        c = QgsProcessingModelChildAlgorithm(alg_id)
-        c.setChildId(child_id)
-        c.setDescription(child_id.replace("_", " ").capitalize())
-        c.setPosition(QPointF(x, y))
-        return c
-
-    def output(child_id: str, name: str, description: str, x: float, y: float) -> QgsProcessingModelOutput:
-        out = QgsProcessingModelOutput(name, description)
-        out.setChildId(child_id)
-        out.setChildOutputName(name)
-        out.setPosition(QPointF(x, y))
-        return out
+    add_inputs(model, inputs)
 
     shared = child("sarcoreg:sharedmodalitylayers", "shared_layers", 420, 60)
     shared.addParameterSources("SAR", [Source.fromModelParameter("SAR")])
@@ -118,27 +101,8 @@ def build(path: Path = MODEL_PATH) -> Path:
 
     for c in (shared, extract, export, warp):
         model.addChildAlgorithm(c)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not model.toFile(str(path)):
-        raise RuntimeError(f"QGIS could not write the model {path}")
-    return path
-
-
-def main() -> None:
-    """Start QGIS without a display, register the provider, write the model."""
-    import os
-
-    from qgis.core import QgsApplication
-
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    app = QgsApplication([], False)
-    app.initQgis()
-    from sarcoreg.plugin.provider import SarcoregProvider
-
-    QgsApplication.processingRegistry().addProvider(SarcoregProvider())
-    print(f"wrote {build()}")
-    app.exitQgis()
+    return save(model, path)
 
 
 if __name__ == "__main__":
-    main()
+    run_in_qgis(build)
