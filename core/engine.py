@@ -366,15 +366,16 @@ def _match_and_fit(
     opts: CoregOptions,
     offset: tuple[int, int],
     progress: Progress,
+    cache: dict[str, Any] | None = None,
 ) -> _Attempt:
-    """Candidates, matching and the robust fit for one prior offset."""
+    """Candidates, matching and the robust fit for one prior offset (``cache``: see ``shared_match``)."""
     extra: dict[str, Any] = {}
     if opts.method == SHARED_METHOD:
         from .shared_matching import SharedMatchOptions, shared_match
 
         result, extra = shared_match(
             grid, ref_prep.modality, tgt_prep.modality, SharedMatchOptions.from_matcher_options(opts.matcher_options),
-            offset, opts.sar_scale, progress,
+            offset, opts.sar_scale, progress, cache,
         )
         centres = result.ref_xy
         device = np.asarray([extra["model_device"]])
@@ -506,11 +507,12 @@ def coregister(
         hypotheses = [offset]
     attempts: list[_Attempt] = []
     failures: list[str] = []
+    networks: dict[str, Any] = {}  # models loaded once for all hypotheses
     for i, hyp in enumerate(hypotheses):
         span = 0.7 / len(hypotheses)
         sub_progress = progress.sub(0.1 + i * span, 0.1 + (i + 1) * span)
         try:
-            attempts.append(_match_and_fit(grid, ref_prep, tgt_prep, opts, hyp, sub_progress))
+            attempts.append(_match_and_fit(grid, ref_prep, tgt_prep, opts, hyp, sub_progress, networks))
         except TooFewTiePoints as exc:
             failures.append(str(exc))
     if not attempts:

@@ -122,6 +122,23 @@ def _inside(valid: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return valid[r, c]
 
 
+def _networks(options: SharedMatchOptions, cache: dict[str, Any] | None) -> tuple[Any, Any]:
+    """The shared-modality model and the keypoint matcher, loaded once per ``cache`` (one engine run)."""
+    from ..models.shared_modality import load_shared_model
+    from .keypoints import make_keypoint_matcher
+
+    if cache is not None and cache.get("options") == options:
+        return cache["model"], cache["matcher"]
+    kwargs: dict[str, Any] = {"max_keypoints": options.max_keypoints, "device": options.device}
+    if options.weights:
+        kwargs["weights"] = options.weights
+    model = load_shared_model(options.model, device=options.device)
+    matcher = make_keypoint_matcher(options.keypoints, **kwargs)
+    if cache is not None:
+        cache.update(options=options, model=model, matcher=matcher)
+    return model, matcher
+
+
 def preview_png(img_a: np.ndarray, img_b: np.ndarray, pts_a: np.ndarray, pts_b: np.ndarray, title: str) -> bytes:
     """Side-by-side PNG of two shared-modality images with their matched points.
 
@@ -156,6 +173,7 @@ def shared_match(
     offset: tuple[int, int] = (0, 0),
     sar_scale: str = "auto",
     progress: Progress | None = None,
+    cache: dict[str, Any] | None = None,
 ) -> tuple[MatchResult, dict[str, Any]]:
     """Tie points between the reference and the target through the shared modality.
 
@@ -167,6 +185,8 @@ def shared_match(
         offset: Prior whole-pixel offset of the target (from the coarse stage).
         sar_scale: Scale of SAR values (``"auto"`` detects it).
         progress: Progress and cancel.
+        cache: A dict kept by the caller across calls of one run (the engine's prior-offset
+            hypotheses): the model and the matcher are loaded into it once.
 
     Returns:
         ``(result, info)``: tie points with ``ref_xy`` in reference pixels and ``target_xy`` on
@@ -174,17 +194,11 @@ def shared_match(
         ``info`` holds the model, matcher, device, match tiles and seconds for the report, and
         ``previews`` (caption -> PNG bytes of the first match tile's shared images) for its HTML.
     """
-    from ..models.shared_modality import load_shared_model
-    from .keypoints import make_keypoint_matcher
     from .shared_layers import fit_input_scaling, shared_array
 
     progress = progress or Progress()
     t0 = time.perf_counter()
-    model = load_shared_model(options.model, device=options.device)
-    kwargs: dict[str, Any] = {"max_keypoints": options.max_keypoints, "device": options.device}
-    if options.weights:
-        kwargs["weights"] = options.weights
-    matcher = make_keypoint_matcher(options.keypoints, **kwargs)
+    model, matcher = _networks(options, cache)
     log.info("shared method: model %s on %s, keypoints %s on %s", model.name, model.device, matcher.name,
              matcher.device)
     ov = grid.overlap
