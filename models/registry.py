@@ -32,6 +32,7 @@ __all__ = [
     "list_models",
     "load",
     "model_folders",
+    "save_card",
     "sha256_of",
 ]
 
@@ -105,6 +106,15 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def save_card(card: ModelCard | dict[str, Any], folder: Path) -> Path:
+    """Write a card as ``folder/cards/<name>.json`` (the folder's ``cards/`` is created); returns its path."""
+    data = card.to_dict() if isinstance(card, ModelCard) else card
+    (folder / "cards").mkdir(exist_ok=True)
+    path = folder / "cards" / f"{data['name']}.json"
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return path
 
 
 def list_cards(cards_dir: Path | None = None) -> list[ModelCard]:

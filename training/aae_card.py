@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sarcoreg.models.registry import MODELS_DIR, ModelCard, sha256_of
+from sarcoreg.models.registry import MODELS_DIR, ModelCard, save_card, sha256_of
 
 __all__ = ["main", "onnx_vs_torch", "write_aae_card"]
 
@@ -139,8 +139,7 @@ def write_aae_card(run: Path, name: str, licence: str, notes: str = "", evaluati
         extra_files={role: d.name for role, d in roles},
         extra_sha256={role: sha256_of(d) for role, d in roles},
     )
-    (folder / "cards").mkdir(exist_ok=True)
-    (folder / "cards" / f"{name}.json").write_text(json.dumps(card.to_dict(), indent=1) + "\n", encoding="utf-8")
+    save_card(card, folder)
     return card
 
 

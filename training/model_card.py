@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sarcoreg.models.registry import MODELS_DIR, ModelCard, sha256_of
+from sarcoreg.models.registry import MODELS_DIR, ModelCard, save_card, sha256_of
 
 __all__ = ["main", "write_card"]
 
@@ -94,8 +94,7 @@ def write_card(
         },
         notes=notes,
     )
-    (folder / "cards").mkdir(exist_ok=True)
-    (folder / "cards" / f"{name}.json").write_text(json.dumps(card.to_dict(), indent=1) + "\n", encoding="utf-8")
+    save_card(card, folder)
     return card
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sarcoreg.models.registry import MODELS_DIR, ModelCard, sha256_of
+from sarcoreg.models.registry import MODELS_DIR, ModelCard, save_card, sha256_of
 
 __all__ = ["main", "table1", "write_shared_card"]
 
@@ -116,7 +116,6 @@ def write_shared_card(
     nets.eval()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "cards").mkdir(exist_ok=True)
     from sarcoreg.training.shared_data import pad_to_multiple
 
     scenes = _held_out(summary) if measure else []
@@ -198,8 +197,7 @@ def write_shared_card(
         "extra_files": {"optical": f"{name}-optical.onnx"},
         "extra_sha256": {"optical": sha256_of(folder / f"{name}-optical.onnx")},
     }
-    card_path = folder / "cards" / f"{name}.json"
-    card_path.write_text(json.dumps(card_data, indent=1) + "\n", encoding="utf-8")
+    card_path = save_card(card_data, folder)
     if measure:
         model = load_shared_model(card_path, device="cpu", backend="onnx")
         t1 = table1(model, scenes)
@@ -217,7 +215,7 @@ def write_shared_card(
             "k1 0.01, k2 0.03; PSNR MAX 1; 'none' = SAR band 1 repeated to K vs the optical bands, both normalised; "
             "'model_stretched' = shared images percentile-stretched (0.5/99.5) first, as the paper did for v1")
         card_data["metrics"]["onnx_vs_torch_real_pairs_max_abs_diff"] = max(diffs)
-        card_path.write_text(json.dumps(card_data, indent=1) + "\n", encoding="utf-8")
+        save_card(card_data, folder)
     return ModelCard(**card_data)
 
 
