@@ -54,7 +54,7 @@ from sarcoreg.training.lr_range import LRRangeResult, lr_range_test, plot_lr_ran
 from sarcoreg.training.metrics import auc, fpr95
 from sarcoreg.training.patches import AlignedPair, keypoints
 
-from .step_hook import report_step
+from .step_hook import report_epoch_step
 
 __all__ = [
     "AAEBatcher",
@@ -497,8 +497,7 @@ def train_aae(
             if step < total - 1:
                 sched.step()
             step += 1
-            report_step((epoch + (i_step + 1) / steps_per_epoch) / cfg.epochs,
-                        f"epoch {epoch + 1}/{cfg.epochs} step {i_step + 1}/{steps_per_epoch}")
+            report_epoch_step(epoch, cfg.epochs, i_step, steps_per_epoch)
             train_seconds += time.monotonic() - ts
             if progress:
                 bar.set_postfix(loss=f"{parts[-1]['loss']:.3f}", rec=f"{parts[-1]['rec']:.3f}",

@@ -35,7 +35,7 @@ from sarcoreg.training.bnn_losses import balanced_indices, bnn_loss, to_tensor
 from sarcoreg.training.metrics import auc, fpr95, roc_curve
 from sarcoreg.training.pair_datasets import AlignedPatches, eval_pairs
 
-from .step_hook import report_step
+from .step_hook import report_epoch_step
 
 __all__ = [
     "BNNTrainConfig",
@@ -269,8 +269,7 @@ def train_bnn(
             loss.backward()
             opt.step()
             step += 1
-            report_step((epoch + (i_step + 1) / steps_per_epoch) / cfg.epochs,
-                        f"epoch {epoch + 1}/{cfg.epochs} step {i_step + 1}/{steps_per_epoch}")
+            report_epoch_step(epoch, cfg.epochs, i_step, steps_per_epoch)
             losses.append(float(loss.detach()))
             if progress:
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", lp=f"{parts['l_p']:.3f}", ln=f"{parts['l_n']:.3f}")

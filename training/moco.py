@@ -39,7 +39,7 @@ from sarcoreg.models.bnn import BNN, DEFAULT_WIDTH, Tower, make_backbone, standa
 from sarcoreg.models.patch_model import torch_device
 from torch import Tensor, nn
 
-from .step_hook import report_step
+from .step_hook import report_epoch_step
 
 __all__ = [
     "MoCo",
@@ -319,8 +319,7 @@ def pretrain_moco(
             loss.backward()
             opt.step()
             step += 1
-            report_step((epoch + (i_step + 1) / steps_per_epoch) / cfg.epochs,
-                        f"epoch {epoch + 1}/{cfg.epochs} step {i_step + 1}/{steps_per_epoch}")
+            report_epoch_step(epoch, cfg.epochs, i_step, steps_per_epoch)
             loss_v = float(loss.detach())
             losses.append(loss_v)
             hits.append(float((logits.argmax(dim=1) == 0).float().mean()))

@@ -32,7 +32,7 @@ from sarcoreg.training.metrics import auc, fpr95
 from sarcoreg.training.patches import PatchSet
 from sarcoreg.training.rrlnet_losses import RRLNetLoss, make_perceptual
 
-from .step_hook import report_step
+from .step_hook import report_epoch_step
 
 __all__ = ["TrainConfig", "TrainResult", "recalibrate_batchnorm", "score_patchset", "train_rrlnet"]
 
@@ -192,8 +192,7 @@ def train_rrlnet(
             loss.backward()
             opt.step()
             step += 1
-            report_step((epoch + (i_step + 1) / steps_per_epoch) / cfg.epochs,
-                        f"epoch {epoch + 1}/{cfg.epochs} step {i_step + 1}/{steps_per_epoch}")
+            report_epoch_step(epoch, cfg.epochs, i_step, steps_per_epoch)
             losses.append(float(loss.detach()))
             if progress:
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", bce=f"{parts['bce']:.3f}", rec=f"{parts['rec']:.4f}")

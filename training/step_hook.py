@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["report_step", "step_hook"]
+__all__ = ["report_epoch_step", "report_step", "step_hook"]
 
 StepHook = Callable[[float, str], None]
 _hook: StepHook | None = None
@@ -27,6 +27,12 @@ def report_step(fraction: float, message: str) -> None:
     """
     if _hook is not None:
         _hook(min(max(float(fraction), 0.0), 1.0), message)
+
+
+def report_epoch_step(epoch: int, epochs: int, step: int, steps_per_epoch: int) -> None:
+    """:func:`report_step` for epoch-based loops: ``step`` (0-based) of ``epoch`` (0-based) just finished."""
+    report_step((epoch + (step + 1) / steps_per_epoch) / epochs,
+                f"epoch {epoch + 1}/{epochs} step {step + 1}/{steps_per_epoch}")
 
 
 @contextmanager
