@@ -29,8 +29,10 @@ from engine_cases import BENCH_ROOT, GROUPS, build_group, format_table, run_case
 from sarcoreg.core.matchers.base import available_matchers  # noqa: E402
 
 SUMMARY_COLUMNS = ["group", "method", "n", "success", "success_pct", "thr_px", "ace_med", "ace_p90",
-                   "rmse_med", "time_mean_s", "peak_mb", "failed_runs", "selfcons_med", "selfcons_ok"]
-CASE_COLUMNS = ["group", "case", "method", "ace_px", "success", "rmse_px", "n_inliers", "n_candidates",
+                   "rmse_med", "time_mean_s", "peak_mb", "failed_runs", "selfcons_med", "selfcons_ok",
+                   "verdicts", "wrong_ok", "cv_ratio_med"]
+CASE_COLUMNS = ["group", "case", "method", "ace_px", "success", "status", "wrong_ok", "rmse_px", "rmse_cv_px",
+                "true_rmse_px", "n_inliers", "n_candidates",
                 "time_s", "peak_rss_mb", "offset_px", "coarse_px", "selfcons_px", "angle_deg", "error"]
 
 

@@ -457,6 +457,145 @@ def srif_cases(folder: Path, count: int, seed: int) -> list[BenchCase]:
     return out
 
 
+# ------------------------------------------------------------------------------------------
+# Held-out style cases: engine defaults, no per-group options (issue 13's "no tuning" cases)
+# ------------------------------------------------------------------------------------------
+
+
+def _write_gt_tiff(path: Path, array: np.ndarray, geotransform: Sequence[float], crs: str | None) -> Path:
+    """Write ``(H, W)`` or ``(B, H, W)`` uint8 with an exact geotransform (and CRS unless None)."""
+    from osgeo import gdal, osr
+
+    arr = array[None] if array.ndim == 2 else array
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), arr.shape[2], arr.shape[1], arr.shape[0], gdal.GDT_Byte)
+    ds.SetGeoTransform([float(v) for v in geotransform])
+    if crs:
+        srs = osr.SpatialReference()
+        srs.SetFromUserInput(crs)
+        ds.SetProjection(srs.ExportToWkt())
+    for b in range(arr.shape[0]):
+        ds.GetRasterBand(b + 1).WriteArray(arr[b])
+    ds = None
+    return path
+
+
+def _moved(gt: Sequence[float], off: tuple[float, float]) -> list[float]:
+    """Geotransform whose pixel ``(c, r)`` claims the map position of pixel ``(c + ox, r + oy)``."""
+    x0, dx, rx, y0, ry, dy = gt
+    return [x0 + off[0] * dx + off[1] * rx, dx, rx, y0 + off[0] * ry + off[1] * dy, ry, dy]
+
+
+def _polar_offset(rng: np.random.Generator, lo: float, hi: float) -> tuple[float, float]:
+    mag, ang = float(rng.uniform(lo, hi)), float(rng.uniform(0.0, 2.0 * math.pi))
+    return (round(mag * math.cos(ang), 3), round(mag * math.sin(ang), 3))
+
+
+def volkov_scene(scene_id: str) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """``(optical (3, H, W) uint8, SAR VH (H, W) uint8, geotransform in EPSG:3395)`` of one scene."""
+    root = DATA / "s1s2" / "volkov-1024"
+    entry = {e["id"]: e for e in json.loads((root / "index.json").read_text())}[scene_id]
+    opt = cv2.imread(str(root / "opt" / f"{scene_id}.webp"), cv2.IMREAD_COLOR)[:, :, ::-1]
+    sar = cv2.imread(str(root / "sar" / f"{scene_id}.png"), cv2.IMREAD_GRAYSCALE)
+    gt = [float(entry["ulx"]), float(entry["pixel_size_x"]), 0.0, float(entry["uly"]), 0.0,
+          float(entry["pixel_size_y"])]
+    return np.ascontiguousarray(opt.transpose(2, 0, 1)), sar, gt
+
+
+def volkov_cases(folder: Path, count: int, seed: int) -> list[BenchCase]:
+    """Held-out volkov Sentinel-1/2 scenes (1024 px, 10 m, EPSG:3395), SAR origin moved by 8-40 px.
+
+    The scenes are the held-out block of :data:`sarcoreg.training.splits.VOLKOV_HELD_OUT` (never
+    trained on). Engine defaults, no options. The truth is the identity; the data's own alignment is
+    good to a few px at most, so ``selfcons_px`` (the same SAR without the moved origin) is the
+    engine's own error.
+    """
+    from sarcoreg.training.splits import VOLKOV_HELD_OUT
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for sid in sorted(VOLKOV_HELD_OUT)[:count]:
+        opt, sar, gt = volkov_scene(sid)
+        off = _polar_offset(rng, 8.0, 40.0)
+        ref = _write_gt_tiff(folder / f"volkov{sid}_opt.tif", opt, gt, "EPSG:3395")
+        tgt = _write_gt_tiff(folder / f"volkov{sid}_sar.tif", sar, _moved(gt, off), "EPSG:3395")
+        zero = _write_gt_tiff(folder / f"volkov{sid}_sar0.tif", sar, gt, "EPSG:3395")
+        out.append(BenchCase(f"volkov-{sid}", "volkov", ref, tgt, _identity, (sar.shape[1], sar.shape[0]), {},
+                             {"offset_px": list(off)}, zero_target=zero))
+    return out
+
+
+def vhr_cases(folder: Path, count: int, seed: int) -> list[BenchCase]:
+    """The OSS visible/SAR pair VS_1 (600 x 600) written at 3.5 m, SAR origin moved by 20-30 px.
+
+    Engine defaults, no options: the "600 px 3.5 m SAR/optical pair with a 20-30 px georeferencing
+    error" of issue 13. The pair is aligned to about 1 px (a dense structural affine fit of the
+    unmoved pair is within 1 px of the identity everywhere), so the truth is the identity and
+    ``selfcons_px`` isolates the engine's error. Each case draws another offset.
+    """
+    rng = np.random.default_rng(seed)
+    root = DATA / "sar-optical" / "oss" / "Images"
+    opt = cv2.imread(str(root / "VS_1_1.tif"), cv2.IMREAD_COLOR)[:, :, ::-1]
+    sar = cv2.imread(str(root / "VS_1_2.tif"), cv2.IMREAD_GRAYSCALE)
+    gt = [400000.0, 3.5, 0.0, 4500000.0, 0.0, -3.5]
+    ref = _write_gt_tiff(folder / "vs1_opt.tif", np.ascontiguousarray(opt.transpose(2, 0, 1)), gt, "EPSG:32633")
+    zero = _write_gt_tiff(folder / "vs1_sar0.tif", sar, gt, "EPSG:32633")
+    out = []
+    for k in range(count):
+        off = _polar_offset(rng, 20.0, 30.0)
+        tgt = _write_gt_tiff(folder / f"vs1_sar{k}.tif", sar, _moved(gt, off), "EPSG:32633")
+        out.append(BenchCase(f"vhr-vs1-{k}", "vhr", ref, tgt, _identity, (sar.shape[1], sar.shape[0]), {},
+                             {"offset_px": list(off)}, zero_target=zero))
+    return out
+
+
+def trap_cases(folder: Path, count: int, seed: int) -> list[BenchCase]:
+    """Cases that once ended "successful" while far off (issue 13), on real held-out volkov pixels.
+
+    * ``trap-20m-shift``: the SAR resampled to 20 m (another grid), origin moved by 12 reference
+      px, ``transform=shift``: the truth maps target pixel ``(c, r)`` to ``(2c, 2r)``.
+    * ``trap-nocrs``: the SAR with a geotransform but no CRS, origin moved by about 30 px.
+    * ``trap-100px``: a 100 px offset, coarse stage off, search radius 8 px: no tie point can be
+      right, so the run must not be ``ok``.
+    * ``trap-few``: a 160 px crop, spacing 40, window 32: a handful of tie points at most.
+    Spacing 32 px in the others (the old default of 128 gave too few candidates to fail silently).
+    """
+    from osgeo import gdal
+
+    from sarcoreg.training.splits import VOLKOV_HELD_OUT
+
+    sid = sorted(VOLKOV_HELD_OUT)[seed % len(VOLKOV_HELD_OUT)]
+    opt, sar, gt = volkov_scene(sid)
+    opt, sar = opt[:, :512, :512].copy(), sar[:512, :512].copy()
+    ref = _write_gt_tiff(folder / "trap_opt.tif", opt, gt, "EPSG:3395")
+    out: list[BenchCase] = []
+    # 20 m target: warp the aligned SAR to 20 m, then move its origin by 12 reference px (6 of its own).
+    sar10 = _write_gt_tiff(folder / "trap_sar10.tif", sar, gt, "EPSG:3395")
+    sar20 = folder / "trap_sar20.tif"
+    gdal.Warp(str(sar20), str(sar10), xRes=abs(gt[1]) * 2, yRes=abs(gt[5]) * 2, resampleAlg="average",
+              outputBounds=(gt[0], gt[3] + gt[5] * 512, gt[0] + gt[1] * 512, gt[3]))
+    ds = gdal.Open(str(sar20), gdal.GA_Update)
+    g20 = ds.GetGeoTransform()
+    ds.SetGeoTransform(_moved(g20, (6.0, -4.0)))
+    ds = None
+
+    def twice(xy: np.ndarray) -> np.ndarray:
+        return np.asarray(xy, np.float64).reshape(-1, 2) * 2.0
+
+    out.append(BenchCase("trap-20m-shift", "traps", ref, sar20, twice, (256, 256), {"transform": "shift", "spacing": 32},
+                         {"offset_px": [12.0, -8.0]}))
+    nocrs = _write_gt_tiff(folder / "trap_nocrs.tif", sar, _moved(gt, (21.0, -22.0)), None)
+    out.append(BenchCase("trap-nocrs", "traps", ref, nocrs, _identity, (512, 512), {"spacing": 32},
+                         {"offset_px": [21.0, -22.0]}))
+    far = _write_gt_tiff(folder / "trap_far.tif", sar, _moved(gt, (100.0, 0.0)), "EPSG:3395")
+    out.append(BenchCase("trap-100px", "traps", ref, far, _identity, (512, 512),
+                         {"coarse": False, "search_radius": 8, "spacing": 32}, {"offset_px": [100.0, 0.0]}))
+    small_ref = _write_gt_tiff(folder / "trap_opt160.tif", opt[:, :160, :160].copy(), gt, "EPSG:3395")
+    small = _write_gt_tiff(folder / "trap_sar160.tif", sar[:160, :160].copy(), _moved(gt, (5.0, 3.0)), "EPSG:3395")
+    out.append(BenchCase("trap-few", "traps", small_ref, small, _identity, (160, 160), {"spacing": 40, "window": 32, "search_radius": 8},
+                         {"offset_px": [5.0, 3.0]}))
+    return out[:count]
+
+
 #: Group name -> (builder, full count, quick count).
 GROUPS: dict[str, tuple[Callable[[Path, int, int], list[BenchCase]], int, int]] = {
     "optical_shift": (optical_shift_cases, 12, 2),
@@ -467,6 +606,9 @@ GROUPS: dict[str, tuple[Callable[[Path, int, int], list[BenchCase]], int, int]] 
     "osmnet": (osmnet_cases, 4, 1),
     "whu": (whu_cases, 1, 1),
     "srif": (srif_cases, 24, 2),
+    "volkov": (volkov_cases, 12, 2),
+    "vhr": (vhr_cases, 4, 1),
+    "traps": (trap_cases, 4, 4),
 }
 
 
@@ -499,6 +641,18 @@ def build_group(group: str, folder: Path, quick: bool = False, seed: int = 0,
 # ------------------------------------------------------------------------------------------
 
 
+#: A run more than this far from the truth (ACE, px) must not end with the verdict ``ok``.
+WRONG_PX = 3.0
+
+
+def _true_rmse(model: PointMap, truth: PointMap, w: float, h: float, n: int = 11) -> float:
+    """RMS distance (px) between ``model`` and ``truth`` over an ``n`` x ``n`` grid on the target."""
+    u, v = np.meshgrid(np.linspace(0.0, w, n), np.linspace(0.0, h, n))
+    pts = np.column_stack([u.ravel(), v.ravel()])
+    d = np.asarray(model(pts)) - np.asarray(truth(pts))
+    return float(np.sqrt(np.mean(np.sum(d * d, axis=1))))
+
+
 def run_case(case: BenchCase, method: str, **overrides: Any) -> dict[str, Any]:
     """Co-register one case with ``method`` (no outputs written) and score it.
 
@@ -529,6 +683,11 @@ def run_case(case: BenchCase, method: str, **overrides: Any) -> dict[str, Any]:
                                                   float(w), float(h))
             except ValueError:
                 row["selfcons_px"] = float("nan")
+        status = str(res.report.get("status", "ok"))  # engines without a verdict: a finished run is "ok"
+        cv = res.report.get("rmse_cv_px")
+        true_rmse = _true_rmse(res.fit.model.apply, case.gt_target_to_reference, float(w), float(h))
+        row.update(status=status, rmse_cv_px=float(cv) if cv is not None else float("nan"), true_rmse_px=true_rmse,
+                   wrong_ok=bool(status == "ok" and not ace < WRONG_PX))
         row.update(ace_px=ace, success=bool(ace < case.success_px), rmse_px=float(res.fit.rmse_px),
                    n_inliers=int(res.fit.n_inliers), n_candidates=int(res.report["n_candidates"]),
                    coarse_px=coarse.get("offset_px") if coarse.get("used") else None, error="")
@@ -538,6 +697,7 @@ def run_case(case: BenchCase, method: str, **overrides: Any) -> dict[str, Any]:
         msg = f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, ValueError):
             msg += " | " + traceback.format_exc(limit=3).replace("\n", " ")
+        row.update(status="failed", rmse_cv_px=float("nan"), true_rmse_px=float("nan"), wrong_ok=False)
         row.update(ace_px=float("nan"), success=False, rmse_px=float("nan"), n_inliers=0,
                    n_candidates=0, coarse_px=None, error=msg)
     row.update(time_s=elapsed, peak_rss_mb=peak, success_px=case.success_px, **case.info)
@@ -574,6 +734,9 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "time_mean_s": float(np.mean([r["time_s"] for r in sel])),
             "peak_mb": float(max(r["peak_rss_mb"] for r in sel)),
             "failed_runs": sum(bool(r["error"]) for r in sel),
+            "verdicts": "/".join(str(sum(r.get("status") == v for r in sel)) for v in ("ok", "uncertain", "failed")),
+            "wrong_ok": sum(bool(r.get("wrong_ok")) for r in sel),
+            "cv_ratio_med": _median_ratio(sel),
         })
         cons = np.array([r.get("selfcons_px", np.nan) for r in sel], float)
         if "selfcons_px" in sel[0]:
@@ -581,6 +744,13 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             out[-1]["selfcons_med"] = float(np.median(cons))
             out[-1]["selfcons_ok"] = f"{int((cons < 1.0).sum())}/{len(sel)}"
     return out
+
+
+def _median_ratio(rows: Sequence[dict[str, Any]]) -> float:
+    """Median of ``rmse_cv_px / true_rmse_px`` over the finished runs that have both."""
+    ratios = [r["rmse_cv_px"] / r["true_rmse_px"] for r in rows
+              if np.isfinite(r.get("rmse_cv_px", np.nan)) and r.get("true_rmse_px", 0) > 0]
+    return float(np.median(ratios)) if ratios else float("nan")
 
 
 def _fmt(value: Any) -> str:
