@@ -443,13 +443,62 @@ def coregister(
     progress: Progress | None = None,
     **overrides: Any,
 ) -> CoregResult:
+    """Co-register ``target`` (e.g. SAR) onto ``reference`` (e.g. optical); write a whole output set or none.
+
+    With an output folder, before any work: an output path that resolves to an input is refused,
+    the folder is created, checked writable and locked (a second run into it is refused), and
+    leftovers of killed runs are cleaned. The outputs are written into a staging folder inside it
+    and moved in as one set at the end, replacing the previous set (see
+    :mod:`sarcoreg.core.output_set`); a failed or cancelled run leaves the folder as it was.
+
+    Args:
+        reference: Reference raster (its grid and CRS are kept).
+        target: Raster to co-register.
+        out_dir: Folder for the outputs (created). None: compute only, write nothing.
+        options: :class:`CoregOptions`; keyword ``overrides`` replace single fields.
+        progress: Progress / cancel; cancel is checked between tie-point batches.
+        **overrides: Single :class:`CoregOptions` fields that replace those of ``options``.
+
+    Returns:
+        :class:`CoregResult` (its ``outputs`` are the final paths in ``out_dir``).
+
+    Raises:
+        RasterInputError: an input cannot be read, bands are wrong, or there is no overlap.
+        InputOverwriteError: an output would overwrite an input (a ValueError).
+        OutputFolderError: the output folder is not writable, is a file, or is in use (an OSError).
+        ValueError: a bad option, or too few tie points for the transform.
+        Cancelled: cancelled through ``progress``.
+    """
+    if out_dir is None:
+        return _coregister(reference, target, None, options, progress, **overrides)
+    from .output_set import OutputSet, refuse_input_overwrite
+
+    folder = Path(out_dir)
+    refuse_input_overwrite(
+        [("the output folder", folder)] + [(f"the output {name}", folder / name) for name in OUTPUT_NAMES.values()],
+        [("reference raster", reference), ("target raster", target)],
+    )
+    with OutputSet(folder, OUTPUT_NAMES.values(), {"reference": str(reference), "target": str(target)}) as out:
+        res = _coregister(reference, target, out.staging, options, progress, **overrides)
+        res.outputs = out.commit(res.outputs)
+    return res
+
+
+def _coregister(
+    reference: str | Path,
+    target: str | Path,
+    out_dir: str | Path | None = None,
+    options: CoregOptions | None = None,
+    progress: Progress | None = None,
+    **overrides: Any,
+) -> CoregResult:
     """Co-register ``target`` (e.g. SAR) onto ``reference`` (e.g. optical).
 
     Args:
         reference: Reference raster (its grid and CRS are kept).
         target: Raster to co-register.
-        out_dir: Folder for the outputs (created; existing files of the same names are
-            replaced atomically). None: compute only, write nothing.
+        out_dir: Folder the outputs are written into: the staging folder of
+            :func:`coregister`, which moves them in as one set. None: compute only.
         options: :class:`CoregOptions`; keyword ``overrides`` replace single fields.
         progress: Progress / cancel; cancel is checked between tie-point batches.
         **overrides: Single :class:`CoregOptions` fields that replace those of ``options``.
@@ -477,11 +526,6 @@ def coregister(
     progress.report(0.0, "opening rasters")
     ref = open_raster(reference, opts.reference_bands, role="reference")
     tgt = open_raster(target, opts.target_bands, role="target")
-    if out_dir is not None:
-        out = Path(out_dir).resolve()
-        for src in (ref.path, tgt.path):
-            if Path(src).exists() and Path(src).resolve().parent == out and Path(src).name in OUTPUT_NAMES.values():
-                raise ValueError(f"input '{src}' would be overwritten by an output; choose another output folder")
     grid = common_grid(ref, tgt, opts.resampling)
     t = lap("open", t)
 

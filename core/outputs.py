@@ -22,6 +22,7 @@ from .exports import (
     write_shift_field,
     write_tiepoints_gpkg,
 )
+from .output_set import final_folder
 from .progress import Progress
 from .raster_io import CommonGrid, RasterSource
 from .tiepoints import TiePoints
@@ -183,6 +184,9 @@ def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: Ti
                   extra_images: dict[str, bytes] | None = None) -> dict[str, Path]:
     """Write the ``wanted`` outputs into ``out_dir``; returns key -> path of what was written.
 
+    :func:`sarcoreg.core.engine.coregister` passes the staging folder of its
+    :class:`~sarcoreg.core.output_set.OutputSet`; ``report["outputs"]`` names the final paths.
+
     ``maps`` are the matcher's maps over the search windows (one per tie point); the HTML report
     shows them for a few tie points (:func:`tiepoint_map_images`); ``extra_images`` (caption ->
     PNG bytes, e.g. the shared-modality images) are embedded after them.
@@ -219,6 +223,7 @@ def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: Ti
         elif key == "report_json":
             write_report_json(p, report)
         done[key] = p
-    report["outputs"] = {k: str(v) for k, v in done.items()}
+    # Where the files end up once the engine moves the staged set in (final_folder).
+    report["outputs"] = {k: str(final_folder(out_dir) / v.name) for k, v in done.items()}
     progress.report(1.0, "outputs written")
     return done
