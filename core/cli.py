@@ -1,6 +1,8 @@
 """The ``sarcoreg`` command line.
 
 sarcoreg coregister REFERENCE TARGET --out DIR [--method M] [--transform T] ...
+    exit code: 0 verdict ok, 3 uncertain (outputs written, report marked), 2 failed or bad input
+    (nothing written; the reasons on stderr)
 sarcoreg demo [--out DIR]        # a real Sentinel-1/2 pair with a known offset
 sarcoreg matchers                # list the matchers
 sarcoreg diagnostics [--json]    # versions, devices, models of this interpreter
@@ -130,25 +132,51 @@ def _print_summary(res: Any, out: Path) -> None:
         f"RMSE {r['rmse_px']:.3f} px ({r['rmse_map']:.3f} {r['map_units']}), CE90 {r['ce90_px']:.3f} px, "
         f"{r['runtime_s']:.1f} s"
     )
+    cv = r.get("rmse_cv_px")
+    print(f"verdict: {r.get('status', 'unknown')}; cross-validated check-point RMSE "
+          + (f"{cv:.3f} px" if cv is not None else "not computable"))
     print(f"outputs in {out}: " + ", ".join(Path(p).name for p in res.outputs.values()))
     if "report_html" in res.outputs:
         print(f"report: {res.outputs['report_html']}")
 
 
+#: Exit code of ``sarcoreg coregister`` for an ``ok`` verdict.
+EXIT_OK = 0
+#: Exit code for a ``failed`` verdict (nothing written) and for bad input.
+EXIT_FAILED = 2
+#: Exit code for an ``uncertain`` verdict (outputs written, report marked ``uncertain``).
+EXIT_UNCERTAIN = 3
+
+
 def coregister_main(a: argparse.Namespace) -> int:
+    """Run ``sarcoreg coregister``; the exit code follows the verdict (0 ok, 3 uncertain, 2 failed)."""
     from .engine import coregister
+    from .verdict import CoregistrationFailed
+    from .worker_protocol import to_jsonable
 
     progress, bar = _tqdm_progress()
     try:
         res = coregister(a.reference, a.target, a.out, _options_from_args(a), progress)
+    except CoregistrationFailed as exc:
+        bar.close()
+        print("sarcoreg coregister: failed, no output was written.", file=sys.stderr)
+        for reason in exc.reasons:
+            print(f"  - {reason}", file=sys.stderr)
+        if a.json and exc.report is not None:
+            print(json.dumps(to_jsonable(exc.report), indent=2))
+        return EXIT_FAILED
     finally:
         bar.close()
     _print_summary(res, Path(a.out))
     if a.json:
-        from .worker_protocol import to_jsonable
-
         print(json.dumps(to_jsonable(res.report), indent=2))
-    return 0
+    if res.report.get("status") == "uncertain":
+        print("sarcoreg coregister: the result is uncertain (outputs written, report marked uncertain):",
+              file=sys.stderr)
+        for reason in res.report.get("reasons") or []:
+            print(f"  - {reason}", file=sys.stderr)
+        return EXIT_UNCERTAIN
+    return EXIT_OK
 
 
 def demo_main(a: argparse.Namespace) -> int:
