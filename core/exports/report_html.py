@@ -6,8 +6,9 @@ taken from the inputs is HTML-escaped.
 
 The ``report`` dict is the engine's fit summary. Known keys (all optional): ``method``,
 ``transform`` (``{"type": str, "matrix_px": 3 x 3}``), ``rmse_px``, ``rmse_map``, ``ce90_px``,
-``n_tiepoints``, ``n_inliers``, ``runtime_s``, ``device``. Other scalar entries are listed in a
-"further values" table.
+``n_tiepoints``, ``n_inliers``, ``runtime_s``, ``device``, ``status`` / ``reasons`` (the verdict,
+shown first as a coloured badge with its reasons) and ``rmse_cv_px`` / ``rmse_cv_map`` (the
+cross-validated check-point error). Other scalar entries are listed in a "further values" table.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ MAX_TABLE_ROWS = 200
 
 _KNOWN_KEYS = {
     "method", "transform", "rmse_px", "rmse_map", "ce90_px", "n_tiepoints", "n_inliers",
-    "runtime_s", "device",
+    "runtime_s", "device", "status", "reasons", "rmse_cv_px", "rmse_cv_map",
+}
+#: Badge colours of the verdict's statuses (background, text).
+_STATUS_COLOURS = {"ok": ("#1a7f37", "#fff"), "uncertain": ("#d08700", "#fff"), "failed": ("#b00020", "#fff")}
+_STATUS_TEXT = {
+    "ok": "The checks found nothing wrong with this co-registration.",
+    "uncertain": "Outputs were written, but check them before use:",
+    "failed": "This co-registration failed:",
 }
 _TABLE_COLUMNS = [
     "POINT_ID", "X_IM", "Y_IM", "X_MAP", "Y_MAP", "X_SHIFT_PX", "Y_SHIFT_PX", "ABS_SHIFT",
@@ -60,6 +68,9 @@ figure{margin:0}figcaption{font-size:.85em;color:#555}
 img{max-width:100%;height:auto;border:1px solid #ddd}
 img.chip{image-rendering:pixelated;width:360px}
 .note{color:#666;font-size:.85em}
+.verdict{border:1px solid #ccc;border-radius:6px;padding:.6em 1em;margin:1em 0}
+.badge{display:inline-block;padding:.15em .7em;border-radius:1em;font-weight:bold;
+text-transform:uppercase;letter-spacing:.05em}
 """
 
 
@@ -130,14 +141,37 @@ def _summary_rows(report: Mapping[str, Any], units: str, ce90: float) -> list[tu
     return [
         ("Method", _esc(report.get("method", "–"))),
         ("Transform", _esc(ttype if ttype is not None else "–")),
+        ("Verdict", _esc(report.get("status", "–"))),
         ("RMSE (reference px)", _num(report.get("rmse_px"), 4)),
         (f"RMSE ({_esc(units)})", _num(report.get("rmse_map"), 4)),
+        ("Cross-validated check-point RMSE (reference px)", _num(report.get("rmse_cv_px"), 4)),
+        (f"Cross-validated check-point RMSE ({_esc(units)})", _num(report.get("rmse_cv_map"), 4)),
         ("CE90 (reference px)", ce90_text),
         ("Tie points", _num(n_tp)),
         ("Inliers", inliers),
         ("Runtime", _num(runtime, 4) + " s" if runtime is not None else "–"),
         ("Device", _esc(report.get("device", "–"))),
     ]
+
+
+def _verdict_block(report: Mapping[str, Any]) -> str:
+    """The verdict as a coloured badge, a sentence and its reasons ("" when the report has none)."""
+    status = report.get("status")
+    if status is None:
+        return ""
+    status = str(status)
+    bg, fg = _STATUS_COLOURS.get(status, ("#555", "#fff"))
+    reasons = report.get("reasons") or []
+    items = "".join(f"<li>{_esc(r)}</li>" for r in reasons) if isinstance(reasons, list) else ""
+    cv = report.get("rmse_cv_px")
+    cv_text = (f"Cross-validated check-point RMSE: {_num(cv, 4)} px."
+               if cv is not None else "Cross-validated check-point RMSE: not computable.")
+    return (
+        f'<div class="verdict" id="verdict"><span class="badge" style="background:{bg};color:{fg}">'
+        f"{_esc(status)}</span> {_esc(_STATUS_TEXT.get(status, ''))}"
+        + (f"<ul>{items}</ul>" if items else "")
+        + f'<p class="note">{cv_text}</p></div>'
+    )
 
 
 def _matrix_table(report: Mapping[str, Any]) -> str:
@@ -241,6 +275,7 @@ def render_report_html(
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_esc(title)}</h1>",
+        _verdict_block(report),
         "<h2>Summary</h2>",
         f"<table>{summary}</table>",
         "<h2>Transform matrix</h2>",
