@@ -44,6 +44,7 @@ class RasterSource:
         georef: Georeferencing of ``dataset`` (``Georef.plain`` when it has none).
         has_gcps: The raster is georeferenced by GCPs rather than a geotransform.
         alpha_band: 1-based alpha band that masks every band (warped VRTs), or None.
+        role: "reference", "target" or "raster": named in error messages.
     """
 
     path: str
@@ -52,6 +53,7 @@ class RasterSource:
     georef: Georef
     has_gcps: bool = False
     alpha_band: int | None = None
+    role: str = "raster"
     _overviews: dict[tuple[int, tuple[int, int, int, int], bool], tuple[np.ndarray, float]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -72,6 +74,29 @@ class RasterSource:
         return str(gdal.GetDataTypeName(self.dataset.GetRasterBand(self.bands[0]).DataType))
 
     def read(
+        self,
+        x0: int,
+        y0: int,
+        w: int,
+        h: int,
+        out_shape: tuple[int, int] | None = None,
+        average: bool = True,
+    ) -> np.ndarray:
+        """:meth:`_read`, with GDAL read failures turned into an error naming the role and the file.
+
+        Raises:
+            RasterInputError: GDAL cannot read the pixels (a damaged or truncated file); GDAL's
+                own message follows on a second line.
+        """
+        try:
+            return self._read(x0, y0, w, h, out_shape, average)
+        except RuntimeError as exc:
+            raise RasterInputError(
+                f"the {self.role} raster '{self.path}' is damaged or incomplete: GDAL could not read its pixels "
+                f"(a truncated download or copy?). Download or export it again.\nGDAL: {exc}"
+            ) from None
+
+    def _read(
         self,
         x0: int,
         y0: int,
@@ -176,7 +201,10 @@ def open_raster(path: str | Path, bands: Sequence[int] | None = None, role: str 
     try:
         ds = gdal.Open(p, gdal.GA_ReadOnly)
     except RuntimeError as exc:
-        raise RasterInputError(f"GDAL cannot read the {role} raster '{p}': {exc}") from None
+        raise RasterInputError(
+            f"the {role} raster '{p}' is damaged or incomplete (or not a raster format GDAL reads): GDAL cannot "
+            f"open it. Download or export it again, or convert it to GeoTIFF.\nGDAL: {exc}"
+        ) from None
     if ds is None or ds.RasterCount == 0:
         raise RasterInputError(f"{role} raster '{p}' has no raster bands (is it a vector file?)")
     if bands:
@@ -191,7 +219,7 @@ def open_raster(path: str | Path, bands: Sequence[int] | None = None, role: str 
         use = [b for b in range(1, ds.RasterCount + 1)
                if ds.GetRasterBand(b).GetColorInterpretation() != gdal.GCI_AlphaBand] or [1]
     georef, has_gcps = _georef_of(ds)
-    return RasterSource(p, ds, use, georef, has_gcps)
+    return RasterSource(p, ds, use, georef, has_gcps, role=role)
 
 
 def _has_crs(src: RasterSource) -> bool:
@@ -264,7 +292,7 @@ def common_grid(reference: RasterSource, target: RasterSource, resample: str = "
         else:
             on_grid = _warped_onto(reference, target, resample)
             transformer = gdal.Transformer(target.dataset, reference.dataset, [])
-        overlap = _overlap_window(reference, on_grid)
+        overlap = _overlap_window(reference, on_grid, target)
         return CommonGrid(reference, target, on_grid, overlap, "georeferenced", transformer)
     if ref_crs != tgt_crs:
         which = "reference" if not ref_crs else "target"
@@ -311,11 +339,52 @@ def _warped_onto(reference: RasterSource, target: RasterSource, resample: str) -
     n = len(target.bands)
     georef, _ = _georef_of(vrt)
     return RasterSource(f"{target.path} (on the reference grid)", vrt, list(range(1, n + 1)), georef,
-                        alpha_band=n + 1)
+                        alpha_band=n + 1, role=target.role)
 
 
-def _overlap_window(reference: RasterSource, on_grid: RasterSource) -> tuple[int, int, int, int]:
-    """Bounding window of reference pixels where the warped target has data."""
+def _require_valid_pixels(src: RasterSource, role: str) -> None:
+    """Raise when ``src`` has no valid pixel at all (every pixel nodata, NaN or masked).
+
+    The decimated overview (already read) is checked first; only when it has no valid pixel is
+    the raster scanned at full resolution, in strips, to be sure.
+
+    Raises:
+        RasterInputError: No valid pixel; the message names the role, the bands and the nodata value.
+    """
+    ov, _ = src.read_overview(512)
+    if np.isfinite(ov).any():
+        return
+    step = max(1, 4_000_000 // max(1, src.width * len(src.bands)))
+    for y in range(0, src.height, step):
+        if np.isfinite(src.read(0, y, src.width, min(step, src.height - y))).any():
+            return
+    band = src.dataset.GetRasterBand(src.bands[0])
+    nodata = band.GetNoDataValue()
+    if nodata is None:
+        what = "NaN (no nodata value is set)"
+    elif np.isnan(nodata):
+        what = "NaN, its nodata value"
+    else:
+        what = f"the nodata value {nodata:g}"
+    flags = band.GetMaskFlags()
+    if flags & (gdal.GMF_PER_DATASET | gdal.GMF_ALPHA) and not flags & gdal.GMF_NODATA:
+        what += " or masked by its mask / alpha band"
+    bands = ", ".join(str(b) for b in src.bands)
+    raise RasterInputError(
+        f"the {role} raster '{src.path}' has no valid pixels: every pixel of band(s) {bands} is {what}. Check that "
+        "the right file and bands were chosen and that its nodata value is right (gdalinfo -stats), or use "
+        "another raster."
+    )
+
+
+def _overlap_window(reference: RasterSource, on_grid: RasterSource, target: RasterSource | None = None
+                    ) -> tuple[int, int, int, int]:
+    """Bounding window of reference pixels where the warped target has data.
+
+    Raises:
+        RasterInputError: The reference or the target (``target``: the original, else
+            ``on_grid``) has no valid pixel at all, or their footprints do not overlap.
+    """
     ov, factor = on_grid.read_overview(512)
     valid = np.isfinite(ov).any(axis=0)
     ref_ov, rfactor = reference.read_overview(512)
@@ -323,6 +392,9 @@ def _overlap_window(reference: RasterSource, on_grid: RasterSource) -> tuple[int
     if ref_valid.shape == valid.shape:
         valid &= ref_valid
     if not valid.any():
+        # Say so when one of them has no valid pixel at all: that is not an overlap problem.
+        _require_valid_pixels(reference, "reference")
+        _require_valid_pixels(target or on_grid, "target")
         raise RasterInputError(
             f"the target '{on_grid.path}' and the reference '{reference.path}' do not overlap "
             "(after reprojection into the reference CRS their data footprints share no pixel); "

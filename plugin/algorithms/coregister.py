@@ -26,6 +26,7 @@ from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputHtml,
     QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
@@ -118,6 +119,9 @@ shifts larger than the search radius).</li>
 <li><b>Minimum reliability</b>: tie points below this reliability (0-1) are outliers.</li>
 <li><b>RANSAC threshold</b>: inlier threshold of the robust fit, reference pixels.</li>
 <li><b>Random seed</b>: seed of the robust fit (runs are reproducible).</li>
+<li><b>Keep uncertain results</b>: every run gets a verdict (<i>ok</i>, <i>uncertain</i> or
+<i>failed</i>; see <b>STATUS</b>). On (the default), an uncertain result is written and a warning
+in the log says why; off, it is refused like a failed one and nothing is written.</li>
 <li><b>Device</b>: where learned matchers run (auto, cpu, cuda). The built-in matchers run on the
 CPU; the device actually used is written to the log.</li>
 <li><b>Model</b>: for the learned matchers, a model name (run <i>sarcoreg models list</i> in the
@@ -140,6 +144,10 @@ Optional: in scripts pass OUTPUT_TIEPOINTS='TEMPORARY_OUTPUT' or a file name to 
 with GCPs (gcps.vrt), the shift field (shifts.tif) and the reports (report.html, report.json).
 Left empty, they go to a temporary folder.</li>
 <li><b>RMSE_PX, RMSE_MAP, N_TIEPOINTS, N_INLIERS</b>: fit quality, usable in models.</li>
+<li><b>STATUS</b>: the verdict, <i>ok</i> or <i>uncertain</i> (a <i>failed</i> run stops with an
+error that gives the reasons and writes nothing); <b>REASONS</b>: what was wrong and what to do, one
+per line; <b>RMSE_CV_PX</b>: the cross-validated check-point error (each tie point predicted by a
+fit without it), the honest accuracy estimate.</li>
 <li><b>REPORT_HTML</b>: the HTML report; <b>POINTS_FILE</b>: the Georeferencer .points file.</li>
 </ul>
 """
@@ -165,6 +173,7 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
     MIN_RELIABILITY = "MIN_RELIABILITY"
     RANSAC_THRESHOLD = "RANSAC_THRESHOLD"
     SEED = "SEED"
+    KEEP_UNCERTAIN = "KEEP_UNCERTAIN"
     DEVICE = "DEVICE"
     MODEL = "MODEL"
     KEYPOINTS = "KEYPOINTS"
@@ -175,6 +184,9 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
     RMSE_MAP = "RMSE_MAP"
     N_TIEPOINTS = "N_TIEPOINTS"
     N_INLIERS = "N_INLIERS"
+    STATUS = "STATUS"
+    REASONS = "REASONS"
+    RMSE_CV_PX = "RMSE_CV_PX"
     REPORT_HTML = "REPORT_HTML"
     POINTS_FILE = "POINTS_FILE"
 
@@ -284,6 +296,11 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
                 1000.0,
             ),
             self._int(self.SEED, "Random seed of the robust fit", DEFAULTS["seed"], 0, 2**31 - 1),
+            QgsProcessingParameterBoolean(
+                self.KEEP_UNCERTAIN,
+                self.tr("Keep uncertain results (off: an uncertain verdict writes nothing, like a failed one)"),
+                defaultValue=True,
+            ),
             QgsProcessingParameterEnum(
                 self.DEVICE, self.tr("Device for learned matchers"), options=DEVICES, defaultValue=0
             ),
@@ -323,8 +340,39 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.RMSE_MAP, self.tr("RMSE of the fit (map units)")))
         self.addOutput(QgsProcessingOutputNumber(self.N_TIEPOINTS, self.tr("Number of usable tie points")))
         self.addOutput(QgsProcessingOutputNumber(self.N_INLIERS, self.tr("Number of inliers of the fit")))
+        self._add_verdict_outputs()
         self.addOutput(QgsProcessingOutputHtml(self.REPORT_HTML, self.tr("Co-registration report")))
         self.addOutput(QgsProcessingOutputFile(self.POINTS_FILE, self.tr("QGIS Georeferencer GCP file (.points)")))
+
+    def _add_verdict_outputs(self) -> None:
+        """STATUS, REASONS and RMSE_CV_PX (shared with Extract tie points)."""
+        self.addOutput(QgsProcessingOutputString(self.STATUS, self.tr("Verdict of the run (ok or uncertain)")))
+        self.addOutput(QgsProcessingOutputString(self.REASONS, self.tr("Reasons of the verdict, one per line")))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.RMSE_CV_PX, self.tr("Cross-validated check-point RMSE (pixels)"))
+        )
+
+    def _verdict_results(self, report: dict[str, Any], feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        """Log the verdict (an uncertain one as a non-fatal error) and return the verdict outputs.
+
+        Raises:
+            QgsProcessingException: The report says ``failed`` (the engine refuses those before
+                writing, so this only guards against an old worker).
+        """
+        status = str(report.get("status") or "unknown")
+        reasons = [str(r) for r in report.get("reasons") or []]
+        if status == "failed":
+            raise QgsProcessingException("co-registration failed: " + " ".join(reasons))
+        cv = _number(report.get("rmse_cv_px"))
+        feedback.pushInfo(
+            f"Verdict: {status}; cross-validated check-point RMSE " + ("n/a" if cv is None else f"{cv:.3f} px")
+        )
+        if status == "uncertain":
+            feedback.reportError(
+                "The result is UNCERTAIN; check it before use:\n" + "\n".join(f"- {r}" for r in reasons),
+                fatalError=False,
+            )
+        return {self.STATUS: status, self.REASONS: "\n".join(reasons), self.RMSE_CV_PX: cv}
 
     def _int(self, name: str, label: str, default: int, lo: int, hi: int) -> Any:
         return QgsProcessingParameterNumber(
@@ -374,6 +422,7 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
             "min_reliability": self.parameterAsDouble(parameters, self.MIN_RELIABILITY, context),
             "ransac_threshold_px": self.parameterAsDouble(parameters, self.RANSAC_THRESHOLD, context),
             "seed": self.parameterAsInt(parameters, self.SEED, context),
+            "verdict": {"keep_uncertain": self.parameterAsBool(parameters, self.KEEP_UNCERTAIN, context)},
         }
         model = (self.parameterAsString(parameters, self.MODEL, context) or "").strip()
         if method in LEARNED_MATCHERS:
@@ -431,6 +480,7 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
             f"({', '.join(_fmt(v) for v in report.get('median_shift_px') or [None, None])}) px"
         )
         feedback.pushInfo(f"Device: {report.get('device', 'unknown')}; worker time {_fmt(report.get('runtime_s'))} s")
+        verdict = self._verdict_results(report, feedback)
 
         coregistered = outputs.get("coregistered") or str(Path(out_dir) / COREGISTERED_NAME)
         _deliver_raster(Path(coregistered), Path(destination), move=own_folder)
@@ -443,6 +493,7 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
             self.N_INLIERS: _number(report.get("n_inliers")),
             self.REPORT_HTML: outputs.get("report_html", ""),
             self.POINTS_FILE: outputs.get("points", ""),
+            **verdict,
         }
         if outputs.get("tiepoints"):
             sink_id = self._copy_tiepoints(parameters, context, outputs["tiepoints"], job["reference_crs"])

@@ -44,6 +44,8 @@ RESIDUAL_PX, L1_OUTLIER (failed or unreliable), L2_OUTLIER (rejected by the fit)
 LAST_ERR. Loaded layers are styled: outliers as grey crosses, inliers coloured by residual.</li>
 <li><b>RMSE_PX, RMSE_MAP, N_TIEPOINTS, N_INLIERS</b>: fit quality; <b>REPORT_JSON</b>: the run's
 report (options, transform, timings, device).</li>
+<li><b>STATUS</b>, <b>REASONS</b>, <b>RMSE_CV_PX</b>: the run's verdict as in <i>Co-register SAR to
+optical</i>; a failed run stops with an error that gives the reasons and writes no tie points.</li>
 </ul>
 """
 
@@ -85,6 +87,7 @@ class ExtractTiePointsAlgorithm(CoregisterAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.RMSE_MAP, self.tr("RMSE of the fit (map units)")))
         self.addOutput(QgsProcessingOutputNumber(self.N_TIEPOINTS, self.tr("Number of usable tie points")))
         self.addOutput(QgsProcessingOutputNumber(self.N_INLIERS, self.tr("Number of inliers of the fit")))
+        self._add_verdict_outputs()
         self.addOutput(QgsProcessingOutputFile(self.REPORT_JSON, self.tr("Run report (JSON)")))
 
     def processAlgorithm(  # noqa: N802
@@ -111,6 +114,7 @@ class ExtractTiePointsAlgorithm(CoregisterAlgorithm):
             f"({report.get('n_candidates')} candidates), RMSE {_fmt(report.get('rmse_px'))} px"
         )
         feedback.pushInfo(f"Device: {report.get('device', 'unknown')}; worker time {_fmt(report.get('runtime_s'))} s")
+        verdict = self._verdict_results(report, feedback)
         if not outputs.get("tiepoints"):
             raise QgsProcessingException("the worker wrote no tie points")
         sink_id = self._copy_tiepoints(parameters, context, outputs["tiepoints"], job["reference_crs"])
@@ -122,4 +126,5 @@ class ExtractTiePointsAlgorithm(CoregisterAlgorithm):
             self.N_TIEPOINTS: _number(report.get("n_tiepoints")),
             self.N_INLIERS: _number(report.get("n_inliers")),
             self.REPORT_JSON: report_json,
+            **verdict,
         }
