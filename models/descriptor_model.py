@@ -23,7 +23,14 @@ import numpy as np
 
 from .patch_model import TorchBackend
 
-__all__ = ["DescriptorModel", "OnnxDescriptorModel", "TorchDescriptorModel", "encoder_files", "load_descriptor_model"]
+__all__ = [
+    "DescriptorModel",
+    "OnnxDescriptorModel",
+    "TorchDescriptorModel",
+    "encoder_files",
+    "load_descriptor_model",
+    "validate_descriptor_model",
+]
 
 
 def encoder_files(pair_model: str | Path) -> tuple[Path, Path]:
@@ -102,6 +109,7 @@ class OnnxDescriptorModel(DescriptorModel):
         import onnxruntime as ort
 
         from .patch_model import onnx_providers
+        from .safe_load import ModelFileError, onnx_session
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
@@ -112,10 +120,17 @@ class OnnxDescriptorModel(DescriptorModel):
         for which, path in (("optical", Path(optical)), ("sar", Path(sar))):
             if not path.is_file():
                 raise FileNotFoundError(f"{name}: {which} encoder graph not found: {path}")
-            sess = ort.InferenceSession(str(path), sess_options=opts, providers=onnx_providers(device))
-            size = sess.get_inputs()[0].shape[-1]
+            sess = onnx_session(path, providers=onnx_providers(device), sess_options=opts,
+                                what=f"{name}: {which} encoder graph")
+            shape_in, outs = sess.get_inputs()[0].shape, sess.get_outputs()
+            if len(shape_in) != 4 or shape_in[1] != 1 or not outs or len(outs[0].shape) != 2:
+                raise ModelFileError(
+                    f"{name}: {which} encoder graph {path} maps {shape_in} to "
+                    f"{outs[0].shape if outs else 'nothing'}; an encoder maps (N, 1, P, P) to (N, D)"
+                )
+            size = shape_in[-1]
             if not isinstance(size, int):
-                raise ValueError(f"{path}: the patch size (last input dimension) must be fixed, got {size!r}")
+                raise ModelFileError(f"{path}: the patch size (last input dimension) must be fixed, got {size!r}")
             sizes.add(size)
             self.sessions[which] = sess
         if len(sizes) != 1:
@@ -188,9 +203,11 @@ def load_descriptor_model(name_or_path: str | Path, device: str = "auto", backen
     path = Path(str(name_or_path)).expanduser()
     name = path.stem
     encoders: tuple[Path, Path] | None = None
+    expected_size: int | None = None
     if path.suffix.lower() not in (".onnx", ".pt", ".pth"):
         card = find_card(str(name_or_path))
         path, name = card.path, card.name
+        expected_size = int(card.inputs["patch_size"]) if card.inputs.get("patch_size") else None
         if not path.is_file():
             raise FileNotFoundError(f"model '{name}': weight file {path} is missing")
         if card.sha256 and sha256_of(path) != card.sha256:
@@ -203,16 +220,47 @@ def load_descriptor_model(name_or_path: str | Path, device: str = "auto", backen
         if backend == "torch":
             raise ValueError(f"{path} is an ONNX graph; the torch back end needs a .pt file")
         opt, sar = encoders or encoder_files(path)
-        return OnnxDescriptorModel(opt, sar, name=name, device=device, batch_size=batch_size)
+        return validate_descriptor_model(OnnxDescriptorModel(opt, sar, name=name, device=device,
+                                                             batch_size=batch_size), path, expected_size)
     if backend == "onnx":
         raise ValueError(f"{path} is a torch file; export it to ONNX first or use backend='torch'")
-    import torch
-
     from .aae import AAEInference, aae_from_state_dict
+    from .safe_load import load_torch_weights
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_torch_weights(path)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a state dict (it holds a {type(state).__name__})")
     net = aae_from_state_dict(state)
-    return TorchDescriptorModel(AAEInference(net), net.config.patch_size, name=name, device=device,
-                                batch_size=batch_size)
+    return validate_descriptor_model(TorchDescriptorModel(AAEInference(net), net.config.patch_size, name=name,
+                                                          device=device, batch_size=batch_size), path,
+                                     expected_size)
+
+
+def validate_descriptor_model(model: DescriptorModel, path: Path, expected_size: int | None = None) -> DescriptorModel:
+    """Check a freshly loaded descriptor model on two test patches per modality; returns it.
+
+    The patch size must be the card's (``expected_size``, when it gives one), and both encoders
+    must give finite descriptors of one dimension, so a model with damaged weights is named when
+    it is loaded.
+
+    Raises:
+        ModelFileError: The check fails; the message names the model and its file.
+    """
+    from .safe_load import ModelFileError, check_finite
+
+    source = f"model '{model.name}' ({path})"
+    if expected_size is not None and int(model.patch_size) != expected_size:
+        raise ModelFileError(f"{source} takes {model.patch_size} x {model.patch_size} patches, its card says "
+                             f"{expected_size}")
+    p = int(model.patch_size)
+    ramp = np.linspace(0.0, 1.0, p * p, dtype=np.float32).reshape(p, p)
+    probe = np.stack([ramp, ramp.T])
+    try:
+        opt, sar = model.embed_optical(probe), model.embed_sar(probe)
+    except Exception as exc:
+        raise ModelFileError(f"{source} fails on a test batch of two patches: {exc}") from None
+    check_finite(opt, (2, None), source, "optical descriptor")
+    check_finite(sar, (2, opt.shape[1]), source, "SAR descriptor")
+    return model

@@ -142,6 +142,8 @@ class OnnxPatchModel(PatchModel):
     ) -> None:
         import onnxruntime as ort
 
+        from .safe_load import ModelFileError, onnx_session
+
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"ONNX model not found: {p}")
@@ -149,13 +151,21 @@ class OnnxPatchModel(PatchModel):
         if threads:
             opts.intra_op_num_threads = int(threads)
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(p), sess_options=opts, providers=onnx_providers(device))
+        self.session = onnx_session(p, providers=onnx_providers(device), sess_options=opts)
         inputs = self.session.get_inputs()
         if len(inputs) != 2:
-            raise ValueError(f"{p}: a patch model needs two inputs (a, b), this graph has {len(inputs)}")
+            raise ModelFileError(f"{p}: a patch model needs two inputs (a, b), this graph has {len(inputs)}")
+        for i in inputs:
+            if len(i.shape) != 4 or i.shape[1] != 1 or i.shape[2] != i.shape[3]:
+                raise ModelFileError(f"{p}: input '{i.name}' has shape {i.shape}; a patch model takes (N, 1, P, P)")
+        outputs = self.session.get_outputs()
+        if not outputs or len(outputs[0].shape) not in (1, 2):
+            got = outputs[0].shape if outputs else "no output"
+            raise ModelFileError(f"{p}: output shape {got}; a patch model gives one score per pair, (N,) or (N, 1)")
         size = inputs[0].shape[-1]
-        if not isinstance(size, int):
-            raise ValueError(f"{p}: the patch size (last input dimension) must be fixed, got {size!r}")
+        if not isinstance(size, int) or inputs[1].shape[-1] != size:
+            raise ModelFileError(f"{p}: the patch size (last input dimension) must be fixed and equal, "
+                                 f"got {inputs[0].shape} and {inputs[1].shape}")
         self.input_names = [i.name for i in inputs]
         self.name = name or p.stem
         self.patch_size = int(size)

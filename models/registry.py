@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from .patch_model import PatchModel
@@ -32,13 +35,17 @@ __all__ = [
     "list_models",
     "load",
     "model_folders",
+    "read_card",
     "save_card",
+    "scan_cards",
     "sha256_of",
+    "validate_patch_model",
 ]
 
 MODELS_DIR = Path(__file__).resolve().parent
 CARDS_DIR = MODELS_DIR / "cards"
 MODEL_PATH_ENV = "SARCOREG_MODEL_PATH"
+_log = logging.getLogger(__name__)
 
 
 def model_folders() -> list[Path]:
@@ -122,21 +129,62 @@ def list_cards(cards_dir: Path | None = None) -> list[ModelCard]:
 
     A name found in several folders is taken from the first (the shipped models win).
     """
+    cards, _ = scan_cards(cards_dir)
+    return cards
+
+
+def scan_cards(cards_dir: Path | None = None) -> tuple[list[ModelCard], list[tuple[Path, str]]]:
+    """:func:`list_cards`, and the card files that were skipped with the reason for each.
+
+    A card file that is not valid JSON, or lacks a field a card needs, is skipped with a
+    warning (logged, naming the file); the other cards keep working.
+
+    Returns:
+        ``(cards sorted by name, [(skipped card file, why), ...])``.
+    """
     dirs = [cards_dir] if cards_dir is not None else [f / "cards" for f in model_folders()]
     cards: dict[str, ModelCard] = {}
+    skipped: list[tuple[Path, str]] = []
     for d in dirs:
         for path in sorted(d.glob("*.json")):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not Path(data.get("file", "")).is_absolute():
-                data["file"] = str((path.parent.parent / data["file"]).resolve())
-            extra = dict(data.get("extra_files") or {})
-            for role, rel in extra.items():
-                if not Path(rel).is_absolute():
-                    extra[role] = str((path.parent.parent / rel).resolve())
-            data["extra_files"] = extra
-            card = ModelCard(**data)
+            try:
+                card = read_card(path)
+            except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if isinstance(exc, json.JSONDecodeError):
+                    why = f"not valid JSON ({why})"
+                skipped.append((path, why))
+                _log.warning("model card %s skipped: %s", path, why)
+                continue
             cards.setdefault(card.name, card)
-    return sorted(cards.values(), key=lambda c: c.name)
+    return sorted(cards.values(), key=lambda c: c.name), skipped
+
+
+def read_card(path: Path) -> ModelCard:
+    """One card file, with its relative file paths made absolute (relative to its model folder).
+
+    Raises:
+        ValueError: Not valid JSON, not a JSON object, or a field missing / of the wrong kind.
+    """
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"not a card (a JSON object), but a JSON {type(data).__name__}")
+    missing = [k for k in ("name", "method", "file") if not isinstance(data.get(k), str) or not data.get(k)]
+    if missing:
+        raise ValueError(f"field(s) {', '.join(missing)} missing or not text")
+    if not Path(data["file"]).is_absolute():
+        data["file"] = str((path.parent.parent / data["file"]).resolve())
+    extra = dict(data.get("extra_files") or {})
+    for role, rel in extra.items():
+        if not Path(rel).is_absolute():
+            extra[role] = str((path.parent.parent / rel).resolve())
+    data["extra_files"] = extra
+    data.setdefault("sha256", "")
+    data.setdefault("licence", "")
+    try:
+        return ModelCard(**data)
+    except TypeError as exc:  # an unknown field
+        raise ValueError(f"not a model card: {exc}".replace("ModelCard.__init__() ", "")) from None
 
 
 def check_card(card: ModelCard) -> dict[str, Any]:
@@ -151,13 +199,13 @@ def check_card(card: ModelCard) -> dict[str, Any]:
             return {**out, "ok": False, "error": f"{what}: checksum mismatch ({digest[:12]} != {expected[:12]})"}
         if path.suffix == ".onnx":
             try:
-                import onnxruntime as ort
+                from .safe_load import onnx_session
 
-                sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                sess = onnx_session(path, what=f"model '{card.name}': {what}")
                 if role == "main":
                     out["inputs"] = [i.name for i in sess.get_inputs()]
             except Exception as exc:
-                return {**out, "ok": False, "error": f"{what}: onnxruntime cannot open it: {exc}"}
+                return {**out, "ok": False, "error": str(exc)}
     return {**out, "ok": True}
 
 
@@ -225,7 +273,9 @@ def load(
         An object with ``name``, ``patch_size``, ``device`` and ``score(a, b) -> (N,)``.
 
     Raises:
-        ValueError: Unknown name, unsupported file type or back end, checksum mismatch.
+        ValueError: Unknown name, unsupported file type or back end, checksum mismatch; a file
+            that is not a plain weights file or a valid ONNX graph, or a model that fails its
+            check on a test batch (:class:`~sarcoreg.models.safe_load.ModelFileError`, naming the file).
         FileNotFoundError: The file is missing.
     """
     from .patch_model import OnnxPatchModel, TorchPatchModel
@@ -235,6 +285,7 @@ def load(
     text = str(name_or_path)
     path = Path(text).expanduser()
     name = path.stem
+    expected_size: int | None = None
     if path.suffix.lower() not in (".onnx", ".pt", ".pth"):
         card = find_card(text)
         if card.method == "shared":
@@ -242,6 +293,7 @@ def load(
 
             return load_shared_model(card, device=device, backend=backend)
         path, name = card.path, card.name
+        expected_size = int(card.inputs["patch_size"]) if card.inputs.get("patch_size") else None
         if not path.is_file():
             raise FileNotFoundError(f"model '{name}': weight file {path} is missing")
         digest = sha256_of(path)
@@ -257,13 +309,46 @@ def load(
                 f"{path} is an ONNX graph; the torch back end needs a .pt file "
                 "(sarcoreg-train writes best_inference.pt)"
             )
-        return OnnxPatchModel(path, name=name, device=device, batch_size=batch_size)
+        return validate_patch_model(OnnxPatchModel(path, name=name, device=device, batch_size=batch_size), path,
+                                    expected_size)
     if backend == "onnx":
         raise ValueError(f"{path} is a torch file; export it to ONNX first or use backend='torch'")
-    import torch
+    from .safe_load import load_torch_weights
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_torch_weights(path)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a state dict (it holds a {type(state).__name__})")
     module, size = _torch_module_for(state, str(path))
-    return TorchPatchModel(module, size, name=name, device=device, batch_size=batch_size)
+    return validate_patch_model(TorchPatchModel(module, size, name=name, device=device, batch_size=batch_size),
+                                path, expected_size)
+
+
+def validate_patch_model(model: PatchModel, path: Path, expected_size: int | None = None) -> PatchModel:
+    """Check a freshly loaded patch model before it is used; returns it.
+
+    The patch size must be what the card says (when it says one), and a small test batch of
+    two patch pairs must give two finite scores: a model with damaged weights is named here
+    rather than showing up as "no similarity could be computed" for every tie point.
+
+    Raises:
+        ModelFileError: The check fails; the message names the model and its file.
+    """
+    from .safe_load import ModelFileError, check_finite
+
+    source = f"model '{model.name}' ({path})"
+    if expected_size is not None and int(model.patch_size) != expected_size:
+        raise ModelFileError(
+            f"{source} takes {model.patch_size} x {model.patch_size} patches, its card says {expected_size}"
+        )
+    p = int(model.patch_size)
+    ramp = np.linspace(0.0, 1.0, p * p, dtype=np.float32).reshape(p, p)
+    a = np.stack([ramp, ramp.T])
+    b = np.stack([ramp, 1.0 - ramp])
+    try:
+        scores = model.score(a, b)
+    except Exception as exc:
+        raise ModelFileError(f"{source} fails on a test batch of two patch pairs: {exc}") from None
+    check_finite(scores, (2,), source, "score")
+    return model

@@ -28,7 +28,6 @@ Nothing here imports QGIS; torch and onnxruntime are imported only where they ar
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -284,8 +283,9 @@ def export_onnx(
     import warnings
 
     import onnx
-    import onnxruntime as ort
     import torch
+
+    from .safe_load import onnx_session
 
     if opset < 17:
         raise ValueError("opset must be >= 17")
@@ -310,7 +310,7 @@ def export_onnx(
         refs = [cpu(c).numpy() for c in checks]
 
     def max_diff(model_bytes: bytes) -> float:
-        sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+        sess = onnx_session(model_bytes, what="exported graph")
         outs = [sess.run(None, {"x": c.numpy()})[0] for c in checks]
         return max(float(np.abs(o - r).max()) for o, r in zip(outs, refs, strict=True))
 
@@ -480,8 +480,10 @@ def _torch_runner(net: Any, device: torch.device) -> Any:
     return run
 
 
-def _onnx_runner(path: Path, device: str, threads: int | None) -> tuple[Any, str]:
+def _onnx_runner(path: Path, device: str, threads: int | None, what: str = "model file") -> tuple[Any, str]:
     import onnxruntime as ort
+
+    from .safe_load import ModelFileError, onnx_session
 
     available = ort.get_available_providers()
     if device == "cpu":
@@ -499,7 +501,11 @@ def _onnx_runner(path: Path, device: str, threads: int | None) -> tuple[Any, str
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    sess = onnx_session(path, providers=providers, sess_options=opts, what=what)
+    shapes = [i.shape for i in sess.get_inputs()] + [o.shape for o in sess.get_outputs()]
+    if len(shapes) != 2 or any(len(shape) != 4 for shape in shapes):
+        raise ModelFileError(f"{what} {path}: inputs and outputs {shapes}; a shared-modality network maps one "
+                             "(B, C, H, W) input to one (B, K, H, W) output")
 
     def run(x: np.ndarray) -> np.ndarray:
         return np.asarray(sess.run(None, {"x": x})[0])
@@ -544,9 +550,9 @@ def _check_files(card: ModelCard) -> None:
 
 def _from_checkpoint(path: Path, device: str, name: str) -> SharedModalityModel:
     """A torch model from a training checkpoint (``{"model": state, "config": {...}}``)."""
-    import torch
+    from .safe_load import load_torch_weights
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_torch_weights(path)
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise ValueError(f"{path}: not a shared-modality checkpoint (needs 'model' and 'config')")
     config = SharedConfig.from_dict(ckpt["config"] if "sar_bands" in ckpt["config"] else ckpt["config"]["model"])
@@ -554,7 +560,7 @@ def _from_checkpoint(path: Path, device: str, name: str) -> SharedModalityModel:
     nets.load_state_dict(ckpt["model"])
     dev = _torch_device(device)
     runners = {"sar": _torch_runner(nets.sar, dev), "optical": _torch_runner(nets.optical, dev)}
-    return SharedModalityModel(name, config, runners, "torch", str(dev), None)
+    return _validated(SharedModalityModel(name, config, runners, "torch", str(dev), None), str(path))
 
 
 def load_shared_model(
@@ -603,13 +609,12 @@ def load_shared_model(
                 raise FileNotFoundError(f"model file not found: {path}")
             return _from_checkpoint(path, device, path.parent.name or path.stem)
         if path.suffix.lower() == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            for key in ("file",):
-                if not Path(data[key]).is_absolute():
-                    data[key] = str((path.parent.parent / data[key]).resolve())
-            data["extra_files"] = {r: p if Path(p).is_absolute() else str((path.parent.parent / p).resolve())
-                                   for r, p in (data.get("extra_files") or {}).items()}
-            card = ModelCard(**data)
+            from .registry import read_card
+
+            try:
+                card = read_card(path)
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                raise ValueError(f"model card {path}: {exc}") from None
         else:
             card = find_card(text)
     if card.method != "shared":
@@ -638,11 +643,35 @@ def load_shared_model(
         runners: dict[str, Any] = {}
         used = ""
         for modality, p in files.items():
-            runners[modality], used = _onnx_runner(p, device, threads)
-        return SharedModalityModel(card.name, config, runners, "onnx", used, card)
+            runners[modality], used = _onnx_runner(p, device, threads, f"model '{card.name}': {modality} network")
+        return _validated(SharedModalityModel(card.name, config, runners, "onnx", used, card), str(files["sar"]))
     dev = _torch_device(device)
     cx, cy, k = len(config.sar_bands), len(config.optical_bands), config.channels
     nets = {"sar": _load_forward_net_from_onnx(files["sar"], cx, k),
             "optical": _load_forward_net_from_onnx(files["optical"], cy, k)}
     runners = {m: _torch_runner(n, dev) for m, n in nets.items()}
-    return SharedModalityModel(card.name, config, runners, "torch", str(dev), card)
+    return _validated(SharedModalityModel(card.name, config, runners, "torch", str(dev), card), str(files["sar"]))
+
+
+def _validated(model: SharedModalityModel, source: str) -> SharedModalityModel:
+    """Check a freshly loaded model on one small test image per modality; returns it.
+
+    Each network must map a ``(1, C, 64, 64)`` image with the card's band count to finite
+    ``(1, K, 64, 64)`` values, so a damaged or mismatched file is named when it is loaded.
+
+    Raises:
+        ModelFileError: The check fails; the message names the model and ``source`` (its file).
+    """
+    from .safe_load import ModelFileError, check_finite
+
+    side = 2 * MULTIPLE
+    ramp = np.linspace(0.0, 1.0, side * side, dtype=np.float32).reshape(side, side)
+    for modality in MODALITIES:
+        bands = len(model.bands(modality))
+        label = f"model '{model.name}' ({source}), {modality} network"
+        try:
+            out = model.transform(np.broadcast_to(ramp, (1, bands, side, side)), modality)
+        except Exception as exc:
+            raise ModelFileError(f"{label} fails on a {bands}-band test image: {exc}") from None
+        check_finite(out, (1, model.channels, side, side), label, "output")
+    return model

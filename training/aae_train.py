@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from sarcoreg.models.aae import AAEConfig, AAEInference, DualAAE, export_encoders_onnx, export_onnx
 from sarcoreg.models.patch_model import torch_device
+from sarcoreg.models.safe_load import load_torch_weights, plain_data
 from sarcoreg.training.aae_losses import (
     Critic,
     contrastive_loss,
@@ -465,7 +466,7 @@ def train_aae(
     history: list[dict[str, Any]] = []
     train_seconds = 0.0
     if resume is not None:
-        state = torch.load(resume, map_location=device, weights_only=False)
+        state = load_torch_weights(resume, "checkpoint")
         net.load_state_dict(state["model"])
         critic.load_state_dict(state["critic"])
         opt_ae.load_state_dict(state["optimizer"])
@@ -524,7 +525,8 @@ def train_aae(
         improved = f95 < best["fpr95"]
         if improved:
             best = {"fpr95": f95, "auc": area, "epoch": epoch + 1}
-            torch.save({"model": net.state_dict(), "config": net.config_dict(), "epoch": epoch + 1, "metrics": row},
+            torch.save({"model": net.state_dict(), "config": plain_data(net.config_dict()), "epoch": epoch + 1,
+                        "metrics": plain_data(row)},
                        out / "best.pt")
         log(f"epoch {epoch + 1}: loss {row['loss']:.4f} (rec {row['rec']:.4f}, match {row['match']:.4f}, "
             f"adv {row['adv']:.3f})  val FPR95 {f95 * 100:.2f} %  AUC {area:.4f}{'  (best)' if improved else ''}"
@@ -538,9 +540,9 @@ def train_aae(
                 "scheduler": sched.state_dict(),
                 "epoch": epoch,
                 "step": step,
-                "best": best,
-                "history": history,
-                "rng": rng.bit_generator.state,
+                "best": plain_data(best),
+                "history": plain_data(history),
+                "rng": plain_data(rng.bit_generator.state),
                 "torch_rng": torch.get_rng_state(),
                 "seconds": time.monotonic() - t0,
                 "train_seconds": train_seconds,
@@ -556,7 +558,7 @@ def train_aae(
             break
     if cfg.export_onnx and (out / "best.pt").is_file():
         best_net = DualAAE(AAEConfig(cfg.patch_size, cfg.width, cfg.latent_dim))
-        best_net.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=False)["model"])
+        best_net.load_state_dict(load_torch_weights(out / "best.pt", "checkpoint")["model"])
         export_onnx(best_net, out / "best.onnx")
         export_encoders_onnx(best_net, out / "best.onnx")
     return AAETrainResult(

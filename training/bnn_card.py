@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from sarcoreg.models.registry import MODELS_DIR, ModelCard, save_card, sha256_of
+from sarcoreg.models.safe_load import load_torch_weights
 
 __all__ = ["main", "write_bnn_card"]
 
@@ -45,12 +46,11 @@ def write_bnn_card(run: Path, name: str, licence: str, notes: str = "", compare:
     the held-out real pairs (threshold chosen on one half of the scenes, measured on the other) go
     into the card as ``held_out_real_pairs``.
     """
-    import torch
     from sarcoreg.models.bnn import module_from_state
 
     summary: dict[str, Any] = json.loads((run / "summary.json").read_text())
     cfg: dict[str, Any] = json.loads((run / "history.json").read_text())["config"]
-    net, p = module_from_state(torch.load(run / "best_inference.pt", map_location="cpu", weights_only=False))
+    net, p = module_from_state(load_torch_weights(run / "best_inference.pt"))
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / f"{name}.onnx"
     shutil.copyfile(run / "best.onnx", dest)

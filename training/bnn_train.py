@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from sarcoreg.models.bnn import BNN, export_onnx
 from sarcoreg.models.patch_model import torch_device
+from sarcoreg.models.safe_load import load_torch_weights, plain_data
 from sarcoreg.training.bnn_losses import balanced_indices, bnn_loss, to_tensor
 from sarcoreg.training.metrics import auc, fpr95, roc_curve
 from sarcoreg.training.pair_datasets import AlignedPatches, eval_pairs
@@ -239,7 +240,7 @@ def train_bnn(
     best: dict[str, Any] = {"accuracy": -1.0, "epoch": -1, "metrics": {}}
     history: list[dict[str, Any]] = []
     if resume is not None:
-        st = torch.load(resume, map_location=device, weights_only=False)
+        st = load_torch_weights(resume, "checkpoint")
         net.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         start_epoch, step, best, history = st["epoch"] + 1, st["step"], st["best"], st["history"]
@@ -283,22 +284,23 @@ def train_bnn(
         improved = metrics["accuracy"] > best["accuracy"]
         if improved:
             best = {"accuracy": metrics["accuracy"], "epoch": epoch + 1, "metrics": metrics}
-            torch.save({"model": net.state_dict(), "epoch": epoch + 1, "metrics": metrics}, out / "best.pt")
+            torch.save({"model": net.state_dict(), "epoch": epoch + 1, "metrics": plain_data(metrics)}, out / "best.pt")
             torch.save(net.state_dict(), out / "best_inference.pt")
             roc_png(labels, h_val, out / "roc_val.png", f"BNN {cfg.backbone} ({cfg.init}), epoch {epoch + 1}")
         log(f"epoch {epoch + 1}: loss {row['loss']:.4f}  val acc {metrics['accuracy']:.3f} prec "
             f"{metrics['precision']:.3f} rec {metrics['recall']:.3f} FPR95 {100 * metrics['fpr95']:.1f} % "
             f"(h < {metrics['threshold']:.3f}){'  (best)' if improved else ''}  [{row['seconds']:.0f} s]")
         torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
-                    "best": best, "history": history, "rng": rng.bit_generator.state,
-                    "seconds": time.monotonic() - t0, "config": asdict(cfg)}, out / "last.pt")
+                    "best": plain_data(best), "history": plain_data(history),
+                    "rng": plain_data(rng.bit_generator.state), "seconds": time.monotonic() - t0,
+                    "config": plain_data(asdict(cfg))}, out / "last.pt")
         (out / "history.json").write_text(json.dumps({"config": asdict(cfg), "history": history}, indent=1))
         if stopped:
             log("stopped: time / step budget used")
             break
     if cfg.export_onnx and (out / "best.pt").is_file():
         best_net = BNN(cfg.backbone, patch_size=train.patch_size, width=cfg.width)
-        best_net.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=False)["model"])
+        best_net.load_state_dict(load_torch_weights(out / "best.pt", "checkpoint")["model"])
         export_onnx(best_net, out / "best.onnx")
     return BNNTrainResult(int(best["epoch"]), dict(best["metrics"]), epoch + 1, step,
                           round(time.monotonic() - t0, 1), stopped, str(out), history)

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from sarcoreg.models.bnn import BNN, DEFAULT_WIDTH, Tower, make_backbone, standardise
 from sarcoreg.models.patch_model import torch_device
+from sarcoreg.models.safe_load import load_torch_weights, plain_data
 from torch import Tensor, nn
 
 from .step_hook import report_epoch_step
@@ -287,7 +288,7 @@ def pretrain_moco(
     start_epoch, step, spent = 0, 0, 0.0
     history: list[dict[str, Any]] = []
     if resume is not None:
-        st = torch.load(resume, map_location=device, weights_only=False)
+        st = load_torch_weights(resume, "checkpoint")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         start_epoch, step, history, spent = st["epoch"] + 1, st["step"], st["history"], float(st["seconds"])
@@ -333,8 +334,9 @@ def pretrain_moco(
         history.append(row)
         log(f"moco {modality} epoch {epoch + 1}: loss {row['loss']:.4f} top-1 {row['top1']:.3f} [{row['seconds']} s]")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
-                    "history": history, "rng": rng.bit_generator.state, "seconds": time.monotonic() - t0,
-                    "config": asdict(cfg), "modality": modality}, out / "last.pt")
+                    "history": plain_data(history), "rng": plain_data(rng.bit_generator.state),
+                    "seconds": time.monotonic() - t0, "config": plain_data(asdict(cfg)), "modality": modality},
+                   out / "last.pt")
         (out / f"history_{modality}.json").write_text(json.dumps({"config": asdict(cfg), "history": history},
                                                                  indent=1))
         if stopped:
@@ -360,7 +362,7 @@ def load_pretrained_backbone(tower: Tower, path: str | Path, backbone: str | Non
     Raises:
         ValueError: Backbones or widths differ.
     """
-    st = torch.load(path, map_location="cpu", weights_only=False)
+    st = load_torch_weights(path, "pre-trained backbone file")
     if backbone is not None and st["backbone"] != backbone:
         raise ValueError(f"{path}: pre-trained backbone is {st['backbone']}, the BNN uses {backbone}")
     try:

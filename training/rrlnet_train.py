@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from sarcoreg.models.patch_model import torch_device
 from sarcoreg.models.rrlnet import RRLNet, export_onnx
+from sarcoreg.models.safe_load import load_torch_weights, plain_data
 from sarcoreg.training.augment import augment_pairs
 from sarcoreg.training.metrics import auc, fpr95
 from sarcoreg.training.patches import PatchSet
@@ -160,7 +161,7 @@ def train_rrlnet(
     history: list[dict[str, Any]] = []
     spent = 0.0
     if resume is not None:
-        state = torch.load(resume, map_location=device, weights_only=False)
+        state = load_torch_weights(resume, "checkpoint")
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, step, best, history = state["epoch"] + 1, state["step"], state["best"], state["history"]
@@ -215,7 +216,7 @@ def train_rrlnet(
         improved = f95 < best["fpr95"]
         if improved:
             best = {"fpr95": f95, "auc": area, "epoch": epoch + 1}
-            torch.save({"model": net.state_dict(), "epoch": epoch + 1, "metrics": row}, out / "best.pt")
+            torch.save({"model": net.state_dict(), "epoch": epoch + 1, "metrics": plain_data(row)}, out / "best.pt")
             torch.save(net.inference_state_dict(), out / "best_inference.pt")
         log(
             f"epoch {epoch + 1}: loss {row['loss']:.4f}  val FPR95 {f95 * 100:.2f} %  AUC {area:.4f}"
@@ -227,11 +228,11 @@ def train_rrlnet(
                 "optimizer": opt.state_dict(),
                 "epoch": epoch,
                 "step": step,
-                "best": best,
-                "history": history,
-                "rng": rng.bit_generator.state,
+                "best": plain_data(best),
+                "history": plain_data(history),
+                "rng": plain_data(rng.bit_generator.state),
                 "seconds": time.monotonic() - t0,
-                "config": asdict(cfg),
+                "config": plain_data(asdict(cfg)),
             },
             out / "last.pt",
         )
@@ -241,7 +242,7 @@ def train_rrlnet(
             break
     if cfg.export_onnx and (out / "best.pt").is_file():
         best_net = RRLNet()
-        best_net.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=False)["model"])
+        best_net.load_state_dict(load_torch_weights(out / "best.pt", "checkpoint")["model"])
         export_onnx(best_net, out / "best.onnx")
     return TrainResult(
         best_fpr95=float(best["fpr95"]),

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from sarcoreg.models.registry import MODELS_DIR, ModelCard, save_card, sha256_of
+from sarcoreg.models.safe_load import load_torch_weights
 
 __all__ = ["main", "table1", "write_shared_card"]
 
@@ -100,7 +101,6 @@ def write_shared_card(
         measure: Measure Table-1 metrics of the exported model on the held-out pairs.
         checkpoint: ``"best"`` (lowest validation loss, ``best.pt``) or ``"last"`` (``last.pt``).
     """
-    import torch
     from sarcoreg.models.shared_modality import SharedConfig, export_onnx, load_shared_model, make_nets
     from sarcoreg.training.shared_losses import LossWeights
 
@@ -108,7 +108,7 @@ def write_shared_card(
     summary: dict[str, Any] = json.loads((run / "summary.json").read_text())
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    ckpt = torch.load(run / f"{checkpoint}.pt", map_location="cpu", weights_only=False)
+    ckpt = load_torch_weights(run / f"{checkpoint}.pt", "checkpoint")
     config = SharedConfig.from_dict(ckpt["config"]["model"])
     train_cfg = ckpt["config"]["train"]
     nets = make_nets(config)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sarcoreg.models.safe_load import load_torch_weights, plain_data
 from sarcoreg.models.shared_modality import SharedConfig, make_nets
 from sarcoreg.training.shared_data import CropSampler, ScenePair, pad_to_multiple
 from sarcoreg.training.shared_losses import LossWeights, image_metrics, shared_loss_v1, shared_loss_v2
@@ -230,7 +231,8 @@ def _lr_at(step: int, cfg: SharedTrainConfig) -> float:
 
 def _save(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".partial")
-    torch.save(payload, tmp)
+    tensors = ("model", "optimizer", "torch_rng")  # state dicts and tensors; the rest is made plain data
+    torch.save({k: v if k in tensors else plain_data(v) for k, v in payload.items()}, tmp)
     os.replace(tmp, path)
 
 
@@ -277,7 +279,7 @@ def train_shared(
     best_val, best_step, best_metrics = math.inf, -1, {}
     baseline: dict[str, Any] = {}
     if resume:
-        ck = torch.load(resume, map_location="cpu", weights_only=False)
+        ck = load_torch_weights(resume, "checkpoint")
         nets.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sampler.set_state(ck["sampler_state"])

@@ -87,7 +87,7 @@ def test_state_round_trip_and_registry_load(tmp_path: Path) -> None:
     torch.manual_seed(3)
     net = BNN("vgg11", patch_size=32).eval()
     torch.save(net.state_dict(), tmp_path / "bnn.pt")
-    back, size = module_from_state(torch.load(tmp_path / "bnn.pt", weights_only=False))
+    back, size = module_from_state(torch.load(tmp_path / "bnn.pt", weights_only=True))
     assert size == 32 and back.backbone_name == "vgg11"
     model = load(tmp_path / "bnn.pt", device="cpu")
     assert model.patch_size == 32

@@ -115,7 +115,7 @@ def test_three_step_smoke_run_25_percent_supervision(patches: tuple[SearchPatche
     for name in ("last.pt", "best.pt", "history.json", "best.onnx", "best-optical-encoder.onnx",
                  "best-sar-encoder.onnx"):
         assert (out / name).is_file(), name
-    state = torch.load(out / "last.pt", weights_only=False)
+    state = torch.load(out / "last.pt", weights_only=True)
     assert state["step"] == 3 and "critic" in state and "scheduler" in state
     # The exported graphs embed like the saved network.
     x = val.images[:3, 1, :32, :32].astype(np.float32) / 255

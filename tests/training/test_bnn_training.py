@@ -116,7 +116,7 @@ def test_smoke_training_np_and_moco_on_real_pairs(tmp_path: Path) -> None:
     net = BNN("vgg11")
     head_before = net.sar_tower.head.weight.detach().clone()
     transfer_to_bnn(net, res_s.encoder_path, res_o.encoder_path)
-    enc = torch.load(res_s.encoder_path, weights_only=False)["state"]
+    enc = torch.load(res_s.encoder_path, weights_only=True)["state"]
     torch.testing.assert_close(net.sar_tower.backbone.state_dict()["features.0.0.weight"], enc["features.0.0.weight"])
     assert torch.equal(net.sar_tower.head.weight, head_before)
     with pytest.raises(ValueError, match="SAR and an optical"):

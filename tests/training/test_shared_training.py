@@ -239,7 +239,7 @@ def test_train_three_steps_and_resume(tmp_path: Path) -> None:
     assert all(np.isfinite(h["val_loss"]) and 0 <= h["val_ssim"] <= 1 for h in hist)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["baseline"]["pairs"] == 10 and summary["steps"] == 3
-    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ck["step"] == 3 and "sar_inverse.encoder._conv_stem.weight" in ck["model"]
     argv[argv.index("--max-steps") + 1] = "5"
     assert shared_main([*argv, "--resume", str(tmp_path / "run" / "last.pt")]) == 0
