@@ -15,6 +15,7 @@ from osgeo import gdal, osr
 from sarcoreg.core.engine import OUTPUT_NAMES, CoregOptions, coregister
 from sarcoreg.core.exports import read_points, read_tiepoints_gpkg
 from sarcoreg.core.progress import Cancelled, Progress
+from sarcoreg.core.output_set import MANIFEST_NAME, read_output_set
 from sarcoreg.core.raster_io import RasterInputError
 from sarcoreg.core.synthetic import write_geotiff
 from scipy.ndimage import shift as nd_shift
@@ -66,7 +67,9 @@ def test_all_outputs_written_and_inputs_untouched(optical_pair, tmp_path: Path) 
     res = coregister(ref, tgt, out, CoregOptions(transform="affine", spacing=48, window=64, search_radius=8))
     assert (_sha(ref), _sha(tgt)) == before
     assert set(res.outputs) == set(OUTPUT_NAMES)
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_NAMES.values())  # no partial files
+    # The set and its manifest; no partial files, staging folder or lock file.
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUT_NAMES.values(), MANIFEST_NAME])
+    assert read_output_set(out) is not None
 
     report = json.loads((out / "report.json").read_text())
     for key in ("rmse_px", "n_tiepoints", "n_inliers", "runtime_s", "device", "method"):
