@@ -162,16 +162,30 @@ class CoregResult:
     """What :func:`coregister` returns.
 
     Attributes:
-        fit: The robust fit (model target px -> reference px, inliers, RMSE ...).
+        fit: The robust fit. ``fit.model`` is the **correction in reference-grid pixels**: it maps
+            a target position on the common grid (the target pixel carried through the target's
+            own georeferencing into reference pixels, ``CommonGrid.target_to_grid``) to the
+            reference pixel where that content belongs. It is the identity when the
+            georeferencing is already right, near a pure translation for a georeferenced pair
+            whatever the target's CRS, resolution or rotation, and equal to the target pixel ->
+            reference pixel model when the target is on the reference grid or in pixel mode.
+            Residuals, RMSE and threshold are in reference pixels.
         tiepoints: Every candidate with its match, shift, residual and outlier flags.
         report: The content of ``report.json``.
         outputs: Output key -> written file path.
+        grid: The common grid of the run (for :meth:`target_to_reference`).
     """
 
     fit: FitResult
     tiepoints: TiePoints
     report: dict[str, Any]
     outputs: dict[str, Path]
+    grid: CommonGrid | None = field(default=None, repr=False)
+
+    def target_to_reference(self, xy: np.ndarray) -> np.ndarray:
+        """Original target pixel ``(N, 2)`` -> reference pixel ``(N, 2)``: georeferencing, then correction."""
+        on_grid = self.grid.target_to_grid(xy) if self.grid is not None else np.asarray(xy, np.float64)
+        return self.fit.model.apply(on_grid)
 
 
 def _modality(choice: str, sample: np.ndarray) -> str:
@@ -391,24 +405,33 @@ def _match_and_fit(
     for k in np.nonzero(result.valid & (result.reliability < opts.min_reliability))[0]:
         errors[k] = f"reliability {result.reliability[k]:.2f} < {opts.min_reliability}"
     target_px = grid.grid_to_target(np.where(l1[:, None], np.nan, result.target_xy))
-    n_ok = int(np.isfinite(target_px).all(axis=1).sum())
+    grid_xy = _fit_source(result.target_xy, target_px)
+    n_ok = int(np.isfinite(grid_xy).all(axis=1).sum())
     if n_ok < min_points(opts.transform):
         raise TooFewTiePoints(
             f"only {n_ok} usable tie points of {len(centres)} candidates; transform '{opts.transform}' needs "
             f"{min_points(opts.transform)}. Main reasons: {_top_reasons(errors)}. Try a smaller spacing, a larger "
             "window or search radius, another method, or a simpler transform (shift)."
         )
+    # Fitted in the reference grid's pixels: from the target position on the common grid (the
+    # target pixel through its own georeferencing) to the reference pixel, so the model is a
+    # correction of the georeferencing (see CoregResult.fit), right for any target grid.
     fit = fit_transform(
-        target_px, result.ref_xy, opts.transform, threshold_px=opts.ransac_threshold_px, seed=opts.seed,
+        grid_xy, result.ref_xy, opts.transform, threshold_px=opts.ransac_threshold_px, seed=opts.seed,
         tps_smoothing=opts.tps_smoothing,
     )
     return _Attempt(offset, result, fit, l1, errors, target_px, str(device[0]), extra)
 
 
+def _fit_source(grid_xy: np.ndarray, target_px: np.ndarray) -> np.ndarray:
+    """Positions on the common grid that the fit uses: NaN where the target pixel is unknown."""
+    return np.where(np.isfinite(target_px).all(axis=1)[:, None], grid_xy, np.nan)
+
+
 def _guard_extrapolation(
     fit: FitResult,
     ref_xy: np.ndarray,
-    target_px: np.ndarray,
+    grid_xy: np.ndarray,
     overlap: tuple[int, int, int, int],
     opts: CoregOptions,
     warnings: list[str],
@@ -428,7 +451,7 @@ def _guard_extrapolation(
     )
     log.warning(message)
     warnings.append(message)
-    return fit_transform(target_px, ref_xy, "shift", threshold_px=opts.ransac_threshold_px, seed=opts.seed)
+    return fit_transform(grid_xy, ref_xy, "shift", threshold_px=opts.ransac_threshold_px, seed=opts.seed)
 
 
 def _peak_rss_mb() -> float:
@@ -569,8 +592,9 @@ def _coregister(
     result, fit, l1, errors, target_px, device = (best.result, best.fit, best.l1, best.errors, best.target_px,
                                                   best.device)
     t = lap("match", t)
-    warnings: list[str] = []
-    fit = _guard_extrapolation(fit, result.ref_xy, target_px, grid.overlap, opts, warnings)
+    warnings: list[str] = list(grid.warnings)
+    fit = _guard_extrapolation(fit, result.ref_xy, _fit_source(result.target_xy, target_px), grid.overlap, opts,
+                               warnings)
     l2 = ~l1 & ~fit.inliers
     for k in np.nonzero(l2)[0]:
         errors[k] = errors[k] or "rejected by the robust fit"
@@ -586,7 +610,7 @@ def _coregister(
         errors=errors,
         matcher=result.matcher,
         window=opts.window,
-        reference=ref.georef,
+        reference=grid.reference_georef,
     )
     t = lap("estimate", t)
 
@@ -626,7 +650,7 @@ def _coregister(
 
         write_report_json(outputs["report_json"], report)
     progress.report(1.0, f"done: RMSE {fit.rmse_px:.3f} px with {fit.n_inliers} tie points")
-    return CoregResult(fit, tiepoints, report, outputs)
+    return CoregResult(fit, tiepoints, report, outputs, grid)
 
 
 def _top_reasons(errors: list[str]) -> str:
@@ -658,7 +682,11 @@ def _report(
         "transform": {
             "type": fit.model.kind,
             "requested": opts.transform,
+            # The model is the correction in reference-grid pixels (see CoregResult.fit); the
+            # composite target pixel -> reference pixel matrix is given when it is affine.
+            "space": "reference_pixels",
             "matrix_px": fit.model.matrix_px.tolist(),
+            "target_to_reference_matrix_px": _composite_matrix(grid, fit),
             "model": fit.model.to_dict(),
             "robust_method": fit.robust_method,
         },
@@ -694,6 +722,14 @@ def _report(
         },
         "options": asdict(opts),
     }
+
+
+def _composite_matrix(grid: CommonGrid, fit: FitResult) -> list[list[float]] | None:
+    """Original target pixel -> reference pixel as a 3 x 3 matrix, or None when it is not affine."""
+    t2g = grid.target_to_grid_matrix()
+    if t2g is None or not fit.model.is_affine:
+        return None
+    return (fit.model.matrix_px @ t2g).tolist()
 
 
 def _version() -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from osgeo import gdal, osr
+from osgeo import gdal
 
 from .chips import Preparation
 from .estimation import FitResult
@@ -42,15 +42,6 @@ def write_report_json(path: Path, report: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(to_jsonable(report), indent=2, allow_nan=False) + "\n")
 
 
-def _same_crs(a: str, b: str) -> bool:
-    if not a or not b:
-        return a == b
-    sa, sb = osr.SpatialReference(), osr.SpatialReference()
-    sa.ImportFromWkt(a)
-    sb.ImportFromWkt(b)
-    return bool(sa.IsSame(sb))
-
-
 def _gt(matrix: np.ndarray) -> tuple[float, ...]:
     return (float(matrix[0, 2]), float(matrix[0, 0]), float(matrix[0, 1]),
             float(matrix[1, 2]), float(matrix[1, 0]), float(matrix[1, 1]))
@@ -67,37 +58,41 @@ def _nodata_for(ds: gdal.Dataset) -> float:
 def write_coregistered(path: Path, grid: CommonGrid, fit: FitResult, resampling: str) -> str:
     """Write the co-registered target (all its bands) as a Cloud-Optimised GeoTIFF.
 
-    Shift and affine models in the reference CRS only update the geotransform (no resampling:
-    the pixel values are the target's own). Other models, or a target in another CRS, are
-    warped onto the reference grid through GCPs sampled densely from the fitted model
-    (thin-plate spline between them; first-order polynomial for affine models).
+    ``fit.model`` is the correction in reference-grid pixels (see
+    :class:`sarcoreg.core.engine.CoregResult`); a target pixel goes through the target's own
+    georeferencing onto the reference grid (:meth:`CommonGrid.target_to_grid`), through the
+    correction to a reference pixel, and through the reference geotransform to the map. When
+    both steps are affine (a shift / affine correction and a target in the same CRS with a
+    geotransform, or pixel mode) the new geotransform is their matrix product: no resampling,
+    the pixel values are the target's own (a rotated target keeps a rotated geotransform).
+    Otherwise the target is warped onto the reference grid through GCPs sampled densely from
+    that chain (thin-plate spline between them). The output carries the grid's CRS
+    (:attr:`CommonGrid.crs_wkt`; none for a reference without one).
 
     Returns:
         "geotransform" or "warp": how the raster was made.
     """
     ref, tgt = grid.reference, grid.target
     model = fit.model
-    same_frame = grid.mode == "pixel" or (not tgt.has_gcps and _same_crs(tgt.georef.crs_wkt, ref.georef.crs_wkt))
-    if model.is_affine and same_frame:
+    crs = grid.crs_wkt
+    t2g = grid.target_to_grid_matrix()
+    if model.is_affine and t2g is not None:
         vrt = gdal.Translate("", tgt.dataset, format="VRT")
-        vrt.SetGeoTransform(_gt(ref.georef.matrix @ model.matrix_px))
-        if ref.georef.crs_wkt:
-            vrt.SetProjection(ref.georef.crs_wkt)
+        vrt.SetGeoTransform(_gt(ref.georef.matrix @ model.matrix_px @ t2g))
+        vrt.SetProjection(crs)  # "" drops a CRS the target had: the reference grid has none
         how = "geotransform"
     else:
         n = 21
         xs, ys = np.meshgrid(np.linspace(0, tgt.width, n), np.linspace(0, tgt.height, n))
         px = np.column_stack([xs.ravel(), ys.ravel()])
-        mp = ref.georef.pixel_to_map(model.apply(px))
+        mp = ref.georef.pixel_to_map(model.apply(grid.target_to_grid(px)))
         gcps = [gdal.GCP(float(m[0]), float(m[1]), 0.0, float(p[0]), float(p[1])) for p, m in zip(px, mp, strict=True)
                 if np.isfinite(m).all()]
-        src = gdal.Translate("", tgt.dataset, format="VRT", GCPs=gcps,
-                             outputSRS=ref.georef.crs_wkt or None)
+        src = gdal.Translate("", tgt.dataset, format="VRT", GCPs=gcps, outputSRS=crs or None)
         x0, dx, _, y0, _, dy = ref.georef.geotransform
-        warp_kw: dict[str, Any] = {"tps": True} if not model.is_affine else {"polynomialOrder": 1}
         vrt = gdal.Warp("", src, format="VRT", outputBounds=(x0, y0 + dy * ref.height, x0 + dx * ref.width, y0),
                         width=ref.width, height=ref.height, resampleAlg=resampling,
-                        dstSRS=ref.georef.crs_wkt or None, dstNodata=_nodata_for(tgt.dataset), **warp_kw)
+                        dstSRS=crs or None, dstNodata=_nodata_for(tgt.dataset), tps=True)
         how = "warp"
     with atomic_path(path) as tmp:
         out = gdal.Translate(str(tmp), vrt, format="COG", creationOptions=_COG_OPTIONS)
@@ -196,7 +191,7 @@ def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: Ti
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: out_dir / OUTPUT_NAMES[k] for k in OUTPUT_NAMES}
     done: dict[str, Path] = {}
-    ref_crs = grid.reference.georef.crs_wkt if grid.mode == "georeferenced" else ""
+    ref_crs = grid.crs_wkt  # the reference's CRS, or the one assumed for it ("" for none)
     steps = [k for k in ("tiepoints", "points", "gcp_vrt", "shifts", "coregistered", "report_html", "report_json")
              if k in wanted]
     for i, key in enumerate(steps):
@@ -210,8 +205,8 @@ def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: Ti
             write_gcp_vrt(p, grid.target.path, tiepoints, ref_crs)
         elif key == "shifts":
             step = max(4, opts.spacing // 4)
-            write_shift_field(p, grid.reference.georef,
-                              lambda xy: grid.target_to_grid(fit.inverse.apply(xy)), step)
+            # The model is already in reference-grid pixels: its inverse gives the grid position.
+            write_shift_field(p, grid.reference_georef, fit.inverse.apply, step)
         elif key == "coregistered":
             report["coregistered_by"] = write_coregistered(p, grid, fit, opts.resampling)
         elif key == "report_html":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -222,12 +222,6 @@ def open_raster(path: str | Path, bands: Sequence[int] | None = None, role: str 
     return RasterSource(p, ds, use, georef, has_gcps, role=role)
 
 
-def _has_crs(src: RasterSource) -> bool:
-    if src.has_gcps:
-        return bool(src.dataset.GetGCPProjection())
-    return src.georef.georeferenced and bool(src.georef.crs_wkt)
-
-
 @dataclass
 class CommonGrid:
     """The reference grid shared by both images, and the mapping back to the target's pixels.
@@ -238,7 +232,16 @@ class CommonGrid:
         target_on_grid: The target resampled onto the reference grid (a lazy warped VRT, or the
             target itself when both are plain images or already on the same grid).
         overlap: ``(x0, y0, w, h)`` window of the reference grid covered by both images.
-        mode: "georeferenced" (map coordinates relate the two) or "pixel" (plain images).
+        mode: "georeferenced" (map coordinates relate the two) or "pixel" (plain images, or a
+            reference without georeferencing: everything is in the reference's pixels).
+        assumed_crs_wkt: CRS taken for the reference grid's map coordinates when the reference
+            has a geotransform but no CRS and the target has one ("" otherwise); see
+            :attr:`crs_wkt`.
+        warnings: What was assumed about the georeferencing, in plain words (the engine copies
+            them into ``report["warnings"]``).
+        target_to_grid_affine: ``3 x 3`` matrix mapping original target pixels to reference-grid
+            pixels when that mapping is affine (same CRS, geotransforms, no GCPs), else None;
+            the identity when there is no transformer (same grid or pixel mode).
     """
 
     reference: RasterSource
@@ -247,6 +250,31 @@ class CommonGrid:
     overlap: tuple[int, int, int, int]
     mode: str
     _transformer: gdal.Transformer | None = field(default=None, repr=False)
+    assumed_crs_wkt: str = ""
+    warnings: list[str] = field(default_factory=list)
+    target_to_grid_affine: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def crs_wkt(self) -> str:
+        """CRS of the reference grid's map coordinates: the reference's, else the assumed one, else ""."""
+        return self.reference.georef.crs_wkt or self.assumed_crs_wkt
+
+    @property
+    def reference_georef(self) -> Georef:
+        """The reference's georeferencing with :attr:`crs_wkt` as its CRS (what the outputs carry)."""
+        return replace(self.reference.georef, crs_wkt=self.crs_wkt)
+
+    def target_to_grid_matrix(self) -> np.ndarray | None:
+        """``3 x 3`` affine matrix original target pixel -> reference-grid pixel, or None when not affine.
+
+        The identity without a transformer (target already on the grid, or pixel mode), the
+        product ``inv(reference geotransform) @ target geotransform`` for a target in the same
+        CRS with a geotransform, None for another CRS or GCP georeferencing (use
+        :meth:`target_to_grid`).
+        """
+        if self._transformer is None:
+            return np.eye(3)
+        return None if self.target_to_grid_affine is None else np.array(self.target_to_grid_affine, np.float64)
 
     def grid_to_target(self, xy: np.ndarray) -> np.ndarray:
         """Reference-grid pixel ``(N, 2)`` -> original target pixel ``(N, 2)`` (NaN stays NaN)."""
@@ -272,34 +300,86 @@ class CommonGrid:
         return out
 
 
+def _crs_of(src: RasterSource) -> str:
+    """CRS WKT of a raster's georeferencing (its GCPs' projection for GCP rasters); "" for none."""
+    if src.has_gcps:
+        return str(src.dataset.GetGCPProjection() or "")
+    return src.georef.crs_wkt if src.georef.georeferenced else ""
+
+
+def _is_georeferenced(src: RasterSource) -> bool:
+    """The raster has a geotransform or GCPs (with or without a CRS)."""
+    return src.has_gcps or src.georef.georeferenced
+
+
 def common_grid(reference: RasterSource, target: RasterSource, resample: str = "bilinear") -> CommonGrid:
     """Bring ``target`` onto ``reference``'s grid (lazily) and find the overlap.
 
-    Both georeferenced with a CRS: the target is warped (VRT, on demand) into the reference CRS
-    and grid; the overlap is where both have data footprints. Otherwise both are treated as
-    plain images in pixel coordinates (a warning says so when only one is georeferenced).
+    How the georeferencing is used:
+
+    * Both georeferenced (geotransform or GCPs) with a CRS: the target is warped (VRT, on
+      demand) into the reference CRS and grid; the overlap is where both have data footprints.
+    * One of them has a geotransform (or GCPs) but no CRS: it is taken to be in the other's CRS,
+      with a warning; neither has a CRS: both geotransforms are taken to be in one CRS, with a
+      warning. The grid is then georeferenced as above (no CRS is made up for the outputs when
+      neither has one).
+    * The reference has no georeferencing at all (a plain image): the rasters are matched in
+      pixel coordinates (mode "pixel", a warning when the target is georeferenced); everything,
+      the co-registered raster included, is in the reference's pixels (the plain-image
+      convention map ``x = col, y = -row``) without a CRS. The target's georeferencing is not
+      carried over onto the reference: nothing ties the two, and a grid made up from it would
+      look georeferenced while it is not.
+    * The target has no georeferencing at all: pixel mode too, with a warning when the
+      reference is georeferenced (the outputs are on the reference grid, in its CRS).
 
     Raises:
         RasterInputError: the footprints do not overlap, or a CRS cannot be used.
     """
-    ref_crs, tgt_crs = _has_crs(reference), _has_crs(target)
-    if ref_crs and tgt_crs:
+    warnings: list[str] = []
+    if _is_georeferenced(reference) and _is_georeferenced(target):
+        ref_crs, tgt_crs = _crs_of(reference), _crs_of(target)
+        common, assumed = ref_crs or tgt_crs, ""
+        if ref_crs and not tgt_crs:
+            warnings.append(f"the target raster '{target.path}' has georeferencing but no CRS: it is taken to be "
+                            "in the reference's CRS (assign its CRS if that is wrong)")
+        elif tgt_crs and not ref_crs:
+            assumed = tgt_crs
+            warnings.append(f"the reference raster '{reference.path}' has georeferencing but no CRS: it is taken to "
+                            "be in the target's CRS, and the outputs carry that CRS (assign its CRS if that is wrong)")
+        elif not ref_crs and not tgt_crs:
+            warnings.append("neither raster has a CRS: their geotransforms are taken to be in one and the same "
+                            "(unnamed) CRS; the outputs carry no CRS")
+        for message in warnings:
+            log.warning(message)
+        same_crs = not (ref_crs and tgt_crs) or _same_crs(tgt_crs, ref_crs)
         same_grid = (not target.has_gcps and target.georef.geotransform == reference.georef.geotransform
-                     and target.width == reference.width and target.height == reference.height
-                     and _same_crs(target.georef.crs_wkt, reference.georef.crs_wkt))
+                     and target.width == reference.width and target.height == reference.height and same_crs)
+        affine: np.ndarray | None = None
         if same_grid:
             on_grid, transformer = target, None
         else:
-            on_grid = _warped_onto(reference, target, resample)
-            transformer = gdal.Transformer(target.dataset, reference.dataset, [])
+            on_grid = _warped_onto(reference, target, resample, tgt_crs or common, common)
+            srs_options = [f"{key}={wkt}" for key, wkt in (("SRC_SRS", tgt_crs or common), ("DST_SRS", common))
+                           if wkt]
+            transformer = gdal.Transformer(target.dataset, reference.dataset, srs_options)
+            if same_crs and not target.has_gcps and not reference.has_gcps:
+                affine = np.linalg.inv(reference.georef.matrix) @ target.georef.matrix
         overlap = _overlap_window(reference, on_grid, target)
-        return CommonGrid(reference, target, on_grid, overlap, "georeferenced", transformer)
-    if ref_crs != tgt_crs:
-        which = "reference" if not ref_crs else "target"
-        log.warning("the %s raster has no usable georeferencing: both rasters are matched in "
-                    "pixel coordinates (column, row)", which)
+        return CommonGrid(reference, target, on_grid, overlap, "georeferenced", transformer,
+                          assumed_crs_wkt=assumed, warnings=warnings, target_to_grid_affine=affine)
+    if _is_georeferenced(target):
+        warnings.append(
+            f"the reference raster '{reference.path}' has no georeferencing: the rasters are matched in pixel "
+            "coordinates (column, row) and the outputs are in the reference's pixel coordinates without a CRS; "
+            "the target's georeferencing is not used")
+    elif _is_georeferenced(reference):
+        warnings.append(
+            f"the target raster '{target.path}' has no georeferencing: both rasters are matched in pixel "
+            "coordinates (column, row), the target's pixel (0, 0) on the reference's pixel (0, 0)")
+    for message in warnings:
+        log.warning(message)
     w, h = min(reference.width, target.width), min(reference.height, target.height)
-    return CommonGrid(reference, target, target, (0, 0, w, h), "pixel", None)
+    return CommonGrid(reference, target, target, (0, 0, w, h), "pixel", None, warnings=warnings)
 
 
 def _same_crs(a: str, b: str) -> bool:
@@ -309,11 +389,23 @@ def _same_crs(a: str, b: str) -> bool:
     return bool(sa.IsSame(sb))
 
 
-def _warped_onto(reference: RasterSource, target: RasterSource, resample: str) -> RasterSource:
+def _warped_onto(reference: RasterSource, target: RasterSource, resample: str, src_crs: str = "",
+                 dst_crs: str = "") -> RasterSource:
+    """The target warped (lazily, a VRT) onto the reference grid.
+
+    Args:
+        reference: The reference raster (north-up geotransform).
+        target: The target raster.
+        resample: GDAL resampling name.
+        src_crs: CRS of the target's georeferencing ("" for none: then ``dst_crs`` is not used
+            either, and the geotransforms alone relate the two).
+        dst_crs: CRS of the reference grid.
+    """
     x0, dx, _, y0, _, dy = reference.georef.geotransform
+    srs: dict[str, str] = {"srcSRS": src_crs, "dstSRS": dst_crs} if src_crs and dst_crs else {}
     options = gdal.WarpOptions(
         format="VRT",
-        dstSRS=reference.georef.crs_wkt,
+        **srs,
         outputBounds=(x0, y0 + dy * reference.height, x0 + dx * reference.width, y0),
         width=reference.width,
         height=reference.height,
