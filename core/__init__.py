@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["coregister", "CoregOptions", "CoregResult"]
+__all__ = ["coregister", "CoregOptions", "CoregResult", "CoregistrationFailed"]
 
 
 def __getattr__(name: str) -> Any:
