@@ -60,15 +60,21 @@ def _onnxruntime() -> dict[str, Any]:
         return info
     import onnxruntime as ort
 
+    from ..models.safe_load import ort_telemetry_status
+
     info["providers"] = list(ort.get_available_providers())
     info["device"] = str(ort.get_device())
+    info["telemetry"] = ort_telemetry_status()["detail"]
     return info
 
 
 def _models() -> list[dict[str, Any]]:
-    from ..models.registry import check_card, list_cards
+    from ..models.registry import check_card, scan_cards
 
-    return [check_card(card) for card in list_cards()]
+    cards, skipped = scan_cards()
+    return [check_card(card) for card in cards] + [
+        {"name": path.name, "file": str(path), "ok": False, "error": f"card skipped: {why}"} for path, why in skipped
+    ]
 
 
 def collect(progress: Progress | None = None) -> dict[str, Any]:

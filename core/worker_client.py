@@ -9,14 +9,15 @@ adapter to Processing feedback), scripts can use it directly::
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import queue
 import shutil
 import signal
+import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -43,30 +44,81 @@ class WorkerError(RuntimeError):
 
 
 class WorkerCrashed(RuntimeError):
-    """The worker process died without reporting a result (native crash, kill, bad interpreter)."""
+    """The worker process died without reporting a result (native crash, kill, bad interpreter).
+
+    Attributes:
+        signal: The signal that ended it (``9`` for SIGKILL), or None when it exited by itself.
+        peak_rss_bytes: The most memory (resident set) the worker was seen to use, or None when
+            it could not be measured (no ``/proc``).
+    """
+
+    def __init__(self, message: str, signal: int | None = None, peak_rss_bytes: int | None = None) -> None:
+        super().__init__(message)
+        self.signal = signal
+        self.peak_rss_bytes = peak_rss_bytes
 
 
 class WorkerCancelled(RuntimeError):
     """The caller cancelled; the worker process was stopped and partial outputs removed."""
 
 
-def package_root() -> Path:
+def package_root(package_dir: Path | None = None, cache_dir: Path | None = None) -> Path:
     """A folder to put on the worker's PYTHONPATH so that ``import sarcoreg`` finds this code.
 
-    The plugin folder is normally called ``sarcoreg`` already; a checkout under another name
-    gets a temporary folder with a ``sarcoreg`` link to it.
+    The plugin folder is normally called ``sarcoreg`` already: then it is its parent folder and
+    nothing is created. A plugin folder under another name gets one ``sarcoreg`` link to it in a
+    private folder of the user, ``<cache>/sarcoreg/import-path/<hash of the plugin folder>/``
+    (``<cache>`` is ``$XDG_CACHE_HOME`` or ``~/.cache``), made with mode 0700 and checked on
+    every use: it must be a real folder (not a link), owned by this user and writable by nobody
+    else, so no other user can put code on the worker's import path. The same plugin folder
+    always gets the same link folder, so sessions do not leave new folders behind.
+
+    Args:
+        package_dir: The package folder (default: the one this module belongs to).
+        cache_dir: The user's cache folder (default ``$XDG_CACHE_HOME`` or ``~/.cache``).
+
+    Raises:
+        PermissionError: The private folder exists but belongs to someone else (or is a link);
+            the message names it.
     """
-    if _PACKAGE_DIR.name == "sarcoreg":
-        return _PACKAGE_DIR.parent
-    link_parent = Path(tempfile.gettempdir()) / f"sarcoreg-path-{os.getuid()}-{abs(hash(str(_PACKAGE_DIR)))}"
-    link = link_parent / "sarcoreg"
-    if not link.exists():
-        link_parent.mkdir(parents=True, exist_ok=True)
-        try:
-            link.symlink_to(_PACKAGE_DIR, target_is_directory=True)
-        except FileExistsError:
-            pass
-    return link_parent
+    pkg = (package_dir or _PACKAGE_DIR).resolve()
+    if pkg.name == "sarcoreg":
+        return pkg.parent
+    cache = cache_dir or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    digest = hashlib.sha256(str(pkg).encode("utf-8")).hexdigest()[:16]
+    folder = cache / "sarcoreg" / "import-path" / digest
+    for private in (cache / "sarcoreg", cache / "sarcoreg" / "import-path", folder):
+        _private_folder(private)
+    link = folder / "sarcoreg"
+    if not (link.is_symlink() and Path(os.readlink(link)) == pkg):
+        tmp = folder / f".sarcoreg.{os.getpid()}.{threading.get_ident()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(pkg, target_is_directory=True)
+        os.replace(tmp, link)  # atomic: a concurrent session sees the old link or the new one
+    return folder
+
+
+def _private_folder(path: Path) -> None:
+    """Create ``path`` with mode 0700 if missing; check it is this user's own real folder.
+
+    A folder of this user that others may write to is made private (0700) again.
+
+    Raises:
+        PermissionError: ``path`` is a link, not a folder, or owned by another user.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise PermissionError(f"{path} is not a real folder (a link or a file); remove it, sarcoreg needs "
+                              "a private folder there for the worker's import path")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to another user (uid {st.st_uid}); sarcoreg will not put code "
+                              "from it on the worker's import path. Remove it or set XDG_CACHE_HOME")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, 0o700)
 
 
 @dataclass
@@ -158,8 +210,10 @@ class WorkerClient:
             pass
         result: dict[str, Any] | None = None
         error: dict[str, Any] | None = None
+        memory = _MemoryWatch(proc.pid)
         try:
             while True:
+                memory.poll()
                 if self.is_cancelled is not None and self.is_cancelled():
                     _stop(proc)
                     _remove_partial(cleanup_paths, existed)
@@ -203,11 +257,73 @@ class WorkerClient:
                 str(error.get("message")), str(error.get("error_type", "")), str(error.get("traceback", ""))
             )
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        if code == -signal.SIGKILL:
+            how = f"was killed by signal {-code} (SIGKILL)"
         tail = "\n".join(list(stderr_tail)[-15:])
         raise WorkerCrashed(
             f"the sarcoreg worker ({self.python}) {how} without a result."
-            + (f"\nLast lines it printed:\n{tail}" if tail else "")
+            + (f"\n{_sigkill_hint(memory.peak)}" if code == -signal.SIGKILL else "")
+            + (f"\nLast lines it printed:\n{tail}" if tail else ""),
+            signal=-code if code < 0 else None,
+            peak_rss_bytes=memory.peak,
         )
+
+
+class _MemoryWatch:
+    """The peak resident memory of a running process, read from ``/proc/<pid>/status`` (Linux).
+
+    ``VmHWM`` is the kernel's own high-water mark of the resident set, so a short peak between
+    two polls is not missed; polling only has to happen while the process is alive.
+    """
+
+    def __init__(self, pid: int, every_s: float = 0.2) -> None:
+        self._status = Path(f"/proc/{pid}/status")
+        self._every_s = every_s
+        self._next = 0.0
+        #: Highest resident set size seen, bytes (None: never measured).
+        self.peak: int | None = None
+
+    def poll(self) -> None:
+        """Read the process's memory high-water mark (at most every ``every_s`` seconds)."""
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._every_s
+        try:
+            text = self._status.read_text(encoding="ascii", errors="replace")
+        except OSError:
+            return
+        for line in text.splitlines():
+            if line.startswith(("VmHWM:", "VmRSS:")):
+                parts = line.split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    value = int(parts[1]) * 1024
+                    self.peak = value if self.peak is None else max(self.peak, value)
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.0f} MiB"
+
+
+def _total_memory() -> int | None:
+    """Physical memory of this machine in bytes, or None when unknown."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _sigkill_hint(peak: int | None) -> str:
+    """What a SIGKILL most likely means, with the worker's memory use."""
+    total = _total_memory()
+    used = (f"The worker had {_gib(peak)} of memory in use at its peak" if peak is not None
+            else "Its memory use could not be measured here")
+    of = f" (this machine has {_gib(total)})" if total and peak is not None else ""
+    return (
+        "Likely cause: the system ran out of memory, and the kernel's out-of-memory killer ended the worker "
+        f"(it sends SIGKILL). {used}{of}. Close other programs, use smaller rasters or a smaller tile / batch "
+        "size or window, or run it on a machine with more memory."
+    )
 
 
 def _pump(stream: Any, put: Callable[[str | None], None]) -> None:

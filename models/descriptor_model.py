@@ -225,14 +225,18 @@ def load_descriptor_model(name_or_path: str | Path, device: str = "auto", backen
     if backend == "onnx":
         raise ValueError(f"{path} is a torch file; export it to ONNX first or use backend='torch'")
     from .aae import AAEInference, aae_from_state_dict
-    from .safe_load import load_torch_weights
+    from .safe_load import ModelFileError, load_torch_weights
 
     state = load_torch_weights(path)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a state dict (it holds a {type(state).__name__})")
-    net = aae_from_state_dict(state)
+    try:
+        net = aae_from_state_dict(state)
+    except (KeyError, IndexError, TypeError, RuntimeError) as exc:  # not AAE weights, or of another shape
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"model file {path}: not the weights of an AAE descriptor model ({first})") from None
     return validate_descriptor_model(TorchDescriptorModel(AAEInference(net), net.config.patch_size, name=name,
                                                           device=device, batch_size=batch_size), path,
                                      expected_size)

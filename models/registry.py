@@ -313,14 +313,19 @@ def load(
                                     expected_size)
     if backend == "onnx":
         raise ValueError(f"{path} is a torch file; export it to ONNX first or use backend='torch'")
-    from .safe_load import load_torch_weights
+    from .safe_load import ModelFileError, load_torch_weights
 
     state = load_torch_weights(path)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a state dict (it holds a {type(state).__name__})")
-    module, size = _torch_module_for(state, str(path))
+    try:
+        module, size = _torch_module_for(state, str(path))
+    except (KeyError, IndexError, TypeError, RuntimeError) as exc:  # weights of another shape or network
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"model file {path}: its weights do not fit the network they claim to be ({first})") \
+            from None
     return validate_patch_model(TorchPatchModel(module, size, name=name, device=device, batch_size=batch_size),
                                 path, expected_size)
 

@@ -65,8 +65,9 @@ def run_worker_job(
             feedback.pushDebugInfo(exc.traceback)
         raise QgsProcessingException(f"sarcoreg {job} failed: {exc}") from None
     except WorkerCrashed as exc:
+        also = " If memory was not the cause, check" if exc.signal == 9 else " Check"
         raise QgsProcessingException(
-            f"sarcoreg {job}: {exc}\nQGIS is unaffected. Check the worker interpreter in "
+            f"sarcoreg {job}: {exc}\nQGIS is unaffected.{also} the worker interpreter in "
             "Settings > Options > Processing > Providers > SAR-Optical Co-registration, "
             "or run the Diagnostics algorithm."
         ) from None

@@ -47,6 +47,7 @@ class AAEMatcher(LearnedMatcher):
 
     name: ClassVar[str] = "aae"
     description: ClassVar[str] = "AAE learned descriptors, cosine correspondence map (Hughes & Schmitt 2019)"
+    train_command: ClassVar[str] = "sarcoreg-train aae --data DATA --out RUN"
 
     def __init__(
         self,

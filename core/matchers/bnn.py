@@ -52,6 +52,10 @@ class BNNMatcher(LearnedMatcher):
 
     name: ClassVar[str] = "bnn"
     description: ClassVar[str] = "BNN / MoCo-BNN learned common embedding (dense distance map)"
+    train_command: ClassVar[str] = (
+        "sarcoreg-train bnn-moco --data DATA --out MOCO, then sarcoreg-train bnn --init moco --moco-dir MOCO "
+        "--data DATA --out RUN"
+    )
 
     def __init__(
         self,

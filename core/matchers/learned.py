@@ -82,8 +82,10 @@ class LearnedMatcher(Matcher):
 
                 raise ValueError(
                     f"{self.name} matcher: unknown model '{spec}' (no model card '{spec}'; known models: "
-                    f"{', '.join(list_models()) or 'none'}). Train one with '{self.train_command}' and pass it "
-                    "with --model NAME_OR_PATH (the 'model' option of the matcher / the MODEL parameter in QGIS)"
+                    f"{', '.join(list_models()) or 'none'}). Train one with "
+                    f"'{self.train_command or f'sarcoreg-train {self.name} --data DATA --out RUN'}' (see README, "
+                    "Training) and pass it with --model NAME_OR_PATH (the 'model' option of the matcher / the MODEL "
+                    "parameter in QGIS)"
                 ) from exc
             self.device = str(self._model.device)
         return self._model

@@ -48,6 +48,7 @@ class RRLNetMatcher(LearnedMatcher):
 
     name: ClassVar[str] = "rrlnet"
     description: ClassVar[str] = "RRL-Net learned patch similarity (ONNX Runtime; coarse grid + refinement)"
+    train_command: ClassVar[str] = "sarcoreg-train rrlnet --data DATA --out RUN"
 
     def __init__(
         self,
