@@ -6,10 +6,22 @@ import os
 from typing import Any
 
 from osgeo import gdal
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsRasterLayer
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorLayer,
+    QgsRasterLayer,
+)
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
+from ...core.output_set import InputOverwriteError, refuse_input_overwrite
 from ..settings import PLUGIN_DIR
 
 ICON = str(PLUGIN_DIR / "plugin" / "resources" / "icon.svg")
@@ -23,6 +35,9 @@ class SarcoregAlgorithm(QgsProcessingAlgorithm):
     _group = ""
     _group_id = ""
     _help = ""
+    #: Files each output-folder parameter gets (parameter name -> file names): checked against
+    #: the inputs like the folder itself.
+    _folder_files: dict[str, tuple[str, ...]] = {}
 
     def tr(self, text: str) -> str:
         return QCoreApplication.translate("sarcoreg", text)
@@ -67,10 +82,76 @@ class SarcoregAlgorithm(QgsProcessingAlgorithm):
         if not ok:
             return ok, message
         try:
+            self._refuse_overwriting_inputs(parameters, context)
             self._resolve(parameters, context)
         except QgsProcessingException as exc:
             return False, str(exc)
         return True, ""
+
+    def prepareAlgorithm(self, parameters: Any, context: Any, feedback: Any) -> bool:  # noqa: N802
+        """Refuse outputs over inputs on every path that runs the algorithm (models, scripts, batch)."""
+        self._refuse_overwriting_inputs(parameters, context)
+        return True
+
+    # ----------------------------------------------------------------------------- inputs vs outputs
+    def _input_files(self, parameters: Any, context: Any) -> list[tuple[str, str]]:
+        """``(label, file)`` of every layer or file input given (sources of layers, files, folders)."""
+        found: list[tuple[str, str]] = []
+        for definition in self.parameterDefinitions():
+            name = definition.name()
+            if definition.isDestination() or parameters.get(name) in (None, ""):
+                continue
+            try:
+                if isinstance(definition, QgsProcessingParameterRasterLayer):
+                    layers = [self.parameterAsRasterLayer(parameters, name, context)]
+                elif isinstance(definition, (QgsProcessingParameterFeatureSource, QgsProcessingParameterVectorLayer)):
+                    layers = [self.parameterAsVectorLayer(parameters, name, context)]
+                elif isinstance(definition, QgsProcessingParameterMultipleLayers):
+                    layers = list(self.parameterAsLayerList(parameters, name, context))
+                elif isinstance(definition, QgsProcessingParameterFile):
+                    found.append((f"input {definition.description()} ({name})",
+                                  self.parameterAsFile(parameters, name, context) or ""))
+                    continue
+                else:
+                    continue
+            except QgsProcessingException:
+                continue  # a bad value: the check that owns the parameter says so
+            found += [(f"input {definition.description()} ({name})", layer.source())
+                      for layer in layers if layer is not None and layer.source()]
+        return found
+
+    def _output_files(self, parameters: Any, context: Any) -> list[tuple[str, str]]:
+        """``(label, path)`` of every output given: files, layers, folders and the files a folder gets."""
+        found: list[tuple[str, str]] = []
+        for definition in self.destinationParameterDefinitions():
+            name = definition.name()
+            if parameters.get(name) in (None, ""):
+                continue
+            label = f"output {definition.description()} ({name})"
+            try:
+                if isinstance(definition, QgsProcessingParameterFolderDestination):
+                    folder = self.parameterAsFileOutput(parameters, name, context) or ""
+                    found.append((label, folder))
+                    found += [(f"{label} file {f}", os.path.join(folder, f))
+                              for f in self._folder_files.get(name, ()) if folder]
+                elif isinstance(definition, QgsProcessingParameterFileDestination):
+                    found.append((label, self.parameterAsFileOutput(parameters, name, context) or ""))
+                else:  # raster / vector destinations, feature sinks
+                    found.append((label, self.parameterAsOutputLayer(parameters, name, context) or ""))
+            except QgsProcessingException:
+                continue
+        return found
+
+    def _refuse_overwriting_inputs(self, parameters: Any, context: Any) -> None:
+        """Refuse any output path that resolves to one of the inputs (symlinks and hard links too).
+
+        Raises:
+            QgsProcessingException: The message names the output and the input.
+        """
+        try:
+            refuse_input_overwrite(self._output_files(parameters, context), self._input_files(parameters, context))
+        except InputOverwriteError as exc:
+            raise QgsProcessingException(str(exc)) from None
 
     def _label(self, name: str) -> str:
         definition = self.parameterDefinition(name)

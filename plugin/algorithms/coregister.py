@@ -77,6 +77,10 @@ DEFAULTS: dict[str, Any] = {
 }
 #: Name of the co-registered raster in the worker's output folder (``OUTPUT_NAMES``).
 COREGISTERED_NAME = "coregistered.tif"
+#: Files the worker writes into the output folder (``OUTPUT_NAMES``; a test checks they agree):
+#: none of them may be an input.
+FOLDER_FILES = ("coregistered.tif", "tiepoints.gpkg", "gcps.points", "gcps.vrt", "shifts.tif", "report.json",
+                "report.html")
 TIEPOINT_LAYER = "tiepoints"
 
 _HELP = """
@@ -180,6 +184,7 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
     OUTPUT = "OUTPUT"
     OUTPUT_TIEPOINTS = "OUTPUT_TIEPOINTS"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    _folder_files = {OUTPUT_FOLDER: FOLDER_FILES}
     RMSE_PX = "RMSE_PX"
     RMSE_MAP = "RMSE_MAP"
     N_TIEPOINTS = "N_TIEPOINTS"
