@@ -71,6 +71,7 @@ class _Log(QgsProcessingFeedback):
     def __init__(self, cancel_at: float | None = None) -> None:
         super().__init__()
         self.lines: list[str] = []
+        self.errors: list[tuple[str, bool]] = []
         self.cancel_at = cancel_at
         self.progressChanged.connect(self._on_progress)
 
@@ -81,6 +82,10 @@ class _Log(QgsProcessingFeedback):
     def pushInfo(self, info: str) -> None:  # noqa: N802
         self.lines.append(info)
         super().pushInfo(info)
+
+    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803
+        self.errors.append((error, fatalError))
+        super().reportError(error, fatalError)
 
 
 def _inlier_median_shift(layer: QgsVectorLayer) -> tuple[float, float]:
@@ -160,6 +165,7 @@ def test_plugin_lists_match_the_core(sarcoreg_provider) -> None:  # type: ignore
         "MIN_RELIABILITY",
         "RANSAC_THRESHOLD",
         "SEED",
+        "KEEP_UNCERTAIN",
         "DEVICE",
         "MODEL",
         "KEYPOINTS",
@@ -175,6 +181,9 @@ def test_plugin_lists_match_the_core(sarcoreg_provider) -> None:  # type: ignore
         "N_INLIERS",
         "REPORT_HTML",
         "POINTS_FILE",
+        "STATUS",
+        "REASONS",
+        "RMSE_CV_PX",
     } <= outputs
     for words in ("Reference raster", "Target raster", "Tie points", "RMSE_PX", "Matching window", "Device"):
         assert words in alg.shortHelpString(), words
@@ -194,6 +203,38 @@ def test_outputs_and_numbers(demo_run: dict[str, Any]) -> None:
     assert Path(result["POINTS_FILE"]).read_text(encoding="utf-8").startswith("#CRS: ")
     log = "\n".join(demo_run["log"])
     assert "Device: cpu" in log and "worker time" in log
+
+
+def test_verdict_ok_on_the_demo_pair(demo_run: dict[str, Any]) -> None:
+    result = demo_run["result"]
+    assert result["STATUS"] == "ok" and result["REASONS"] == ""
+    assert isinstance(result["RMSE_CV_PX"], float) and result["RMSE_CV_PX"] > result["RMSE_PX"]
+    assert any(line.startswith("Verdict: ok") for line in demo_run["log"])
+
+
+def test_uncertain_is_kept_with_a_warning_or_refused_and_failed_raises(sarcoreg_provider, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Real patches with a coarse grid: 3 tie points (uncertain), then 2 (failed)."""
+    import processing
+
+    ref, tgt = make_demo_inputs(tmp_path / "inputs", SHIFT)
+    base = {"REFERENCE": str(ref), "TARGET": str(tgt), **SMALL}
+    feedback = _Log()
+    kept = processing.run(ALG, {**base, "SPACING": 20, "OUTPUT": str(tmp_path / "kept.tif")}, feedback=feedback)
+    assert kept["STATUS"] == "uncertain" and "tie points agree" in kept["REASONS"]
+    assert Path(kept["OUTPUT"]).is_file()
+    assert any("UNCERTAIN" in text and not fatal for text, fatal in feedback.errors), feedback.errors
+
+    with pytest.raises(QgsProcessingException, match="uncertain.*tie points agree"):
+        processing.run(ALG, {**base, "SPACING": 20, "KEEP_UNCERTAIN": False, "OUTPUT": str(tmp_path / "no.tif")},
+                       feedback=QgsProcessingFeedback())
+    assert not (tmp_path / "no.tif").exists()
+
+    with pytest.raises(QgsProcessingException, match="failed.*tie points agree") as info:
+        processing.run(ALG, {**base, "SPACING": 30, "OUTPUT": str(tmp_path / "failed.tif"),
+                             "OUTPUT_FOLDER": str(tmp_path / "failed_files")}, feedback=QgsProcessingFeedback())
+    assert "Traceback" not in str(info.value)
+    assert not (tmp_path / "failed.tif").exists()
+    assert not (tmp_path / "failed_files").exists() or not any((tmp_path / "failed_files").rglob("*.*"))
 
 
 def test_recovers_the_applied_offset(demo_run: dict[str, Any]) -> None:
