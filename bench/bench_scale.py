@@ -139,7 +139,7 @@ def child(reference: str, target: str, out_dir: str | None, spacing: int) -> dic
     res = coregister(reference, target, out_dir, CoregOptions(spacing=spacing))
     wall = time.perf_counter() - t0
     w, h = res.report["target"]["size"]
-    ace = corner_error(res.fit.model.apply, lambda xy: np.asarray(xy, float), float(w), float(h))
+    ace = corner_error(res.target_to_reference, lambda xy: np.asarray(xy, float), float(w), float(h))
     rep = res.report
     return {"wall_s": wall, "ace_px": ace, "rmse_px": rep["rmse_px"], "n_inliers": rep["n_inliers"],
             "n_candidates": rep["n_candidates"], "timings_s": rep["timings_s"],

@@ -1,7 +1,7 @@
 """Benchmark cases for the co-registration engine, and how one case is run and scored.
 
 A case is a reference raster, a target raster and the **true** mapping from target pixels to
-reference pixels (GDAL convention, the same direction as ``CoregResult.fit.model.apply``). The
+reference pixels (GDAL convention, the same direction as ``CoregResult.target_to_reference``). The
 builders write the rasters into a scratch folder and return :class:`BenchCase` objects; the
 runner co-registers a case with one matcher and scores it with the average corner error (ACE).
 
@@ -674,18 +674,18 @@ def run_case(case: BenchCase, method: str, **overrides: Any) -> dict[str, Any]:
         elapsed = time.perf_counter() - t0
         peak = peak_rss_mb()
         w, h = case.target_size
-        ace = corner_error(res.fit.model.apply, case.gt_target_to_reference, float(w), float(h))
+        ace = corner_error(res.target_to_reference, case.gt_target_to_reference, float(w), float(h))
         coarse = res.report.get("coarse", {})
         if case.zero_target is not None:
             try:
                 res0 = coregister(case.reference, case.zero_target, None, opts)
-                row["selfcons_px"] = corner_error(res.fit.model.apply, res0.fit.model.apply,
+                row["selfcons_px"] = corner_error(res.target_to_reference, res0.target_to_reference,
                                                   float(w), float(h))
             except ValueError:
                 row["selfcons_px"] = float("nan")
         status = str(res.report.get("status", "ok"))  # engines without a verdict: a finished run is "ok"
         cv = res.report.get("rmse_cv_px")
-        true_rmse = _true_rmse(res.fit.model.apply, case.gt_target_to_reference, float(w), float(h))
+        true_rmse = _true_rmse(res.target_to_reference, case.gt_target_to_reference, float(w), float(h))
         row.update(status=status, rmse_cv_px=float(cv) if cv is not None else float("nan"), true_rmse_px=true_rmse,
                    wrong_ok=bool(status == "ok" and not ace < WRONG_PX))
         row.update(ace_px=ace, success=bool(ace < case.success_px), rmse_px=float(res.fit.rmse_px),

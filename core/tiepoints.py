@@ -55,11 +55,14 @@ class TiePoints:
         target_xy: Matched target position in the **original target raster's** pixel
             coordinates, ``(N, 2)``; NaN where matching failed.
         shift_px: Displacement of the target content relative to the reference, in reference
-            pixels, ``(N, 2)``; NaN where matching failed.
+            pixels, ``(N, 2)``, once the target is put on the reference grid by its own
+            georeferencing (the error of that georeferencing); NaN where matching failed.
         score: Matcher similarity, ``(N,)``.
         reliability: 0..1, ``(N,)``.
-        residual_px: Fitted-transform residual ``model(target_xy) - ref_xy`` in reference
-            pixels, ``(N, 2)``; NaN where not fitted.
+        residual_px: Fitted-transform residual in reference pixels, ``(N, 2)``: for the engine
+            ``model(p) - ref_xy`` with ``p`` the match on the reference grid (``target_xy``
+            through the target's georeferencing, i.e. ``ref_xy + shift_px``), since the engine's
+            model is a correction in reference-grid pixels; NaN where not fitted.
         l1_outlier: Failed or unreliable, ``(N,)`` bool.
         l2_outlier: Rejected by the robust fit, ``(N,)`` bool.
         errors: Reason per row ("" when fine).

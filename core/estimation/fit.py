@@ -78,7 +78,10 @@ class FitResult:
     """A robust fit and its quality.
 
     Attributes:
-        model: Target pixel -> reference pixel.
+        model: Source -> reference pixel (the points as given). In the engine the sources are the
+            target's matches on the reference grid (the target pixels through the target's own
+            georeferencing), so the model is a correction in reference-grid pixels, near a pure
+            translation for a georeferenced pair (see :class:`sarcoreg.core.engine.CoregResult`).
         inverse: Reference pixel -> target pixel (exact for shift/affine/homography, a reverse
             least-squares fit of the same kind on the inliers for poly/tps).
         inliers: ``(N,)`` bool, False for rejected points and NaN rows.
