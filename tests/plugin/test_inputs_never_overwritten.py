@@ -158,3 +158,65 @@ def test_folder_files_match_the_engine_outputs() -> None:
     from sarcoreg.plugin.algorithms.coregister import FOLDER_FILES
 
     assert sorted(FOLDER_FILES) == sorted(OUTPUT_NAMES.values())
+
+
+# ----------------------------------------------------------------------------- output folder re-runs
+class _Log(QgsProcessingFeedback):
+    """Keeps info and warnings; cancels itself once the progress reaches ``cancel_at`` (percent)."""
+
+    def __init__(self, cancel_at: float | None = None) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.cancel_at = cancel_at
+        self.progressChanged.connect(self._on_progress)
+
+    def _on_progress(self, value: float) -> None:
+        if self.cancel_at is not None and value >= self.cancel_at and not self.isCanceled():
+            self.cancel()
+
+    def pushInfo(self, info: str) -> None:  # noqa: N802
+        self.lines.append(info)
+        super().pushInfo(info)
+
+    def pushWarning(self, warning: str) -> None:  # noqa: N802
+        self.lines.append(warning)
+        super().pushWarning(warning)
+
+
+def _visible(folder: Path) -> dict[str, str]:
+    return {p.name: _sha(p) for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
+
+
+def test_rerun_into_the_same_folder_replaces_the_set_and_a_cancel_keeps_it(sarcoreg_provider,  # type: ignore[no-untyped-def]
+                                                                           tmp_path: Path) -> None:
+    import json
+
+    import processing
+    from sarcoreg.core.output_set import MANIFEST_NAME, read_output_set
+    from sarcoreg.plugin.algorithms import coregister as alg_module
+
+    ref, tgt_a = make_demo_inputs(tmp_path / "a", (3.4, -2.6))
+    _, tgt_b = make_demo_inputs(tmp_path / "b", (-2.0, 1.5))
+    folder = tmp_path / "files"
+    small = {"TRANSFORM": alg_module.TRANSFORMS.index("shift"), "SPACING": 8, "WINDOW": 64, "SEARCH_RADIUS": 8,
+             "REFERENCE_BANDS": [1, 2, 3], "KEEP_UNCERTAIN": True}
+
+    def run(tgt: Path, feedback: _Log) -> dict[str, Any]:
+        return processing.run("sarcoreg:coregister", {"REFERENCE": str(ref), "TARGET": str(tgt), **small,
+                                                      "OUTPUT": str(tmp_path / "coreg.tif"),
+                                                      "OUTPUT_FOLDER": str(folder)}, feedback=feedback)
+
+    run(tgt_a, _Log())
+    first = _visible(folder)
+    assert read_output_set(folder) is not None
+    log = _Log()
+    run(tgt_b, log)  # Processing users re-run into the same folder: the whole set is replaced, and logged
+    assert json.loads((folder / "report.json").read_text())["target"]["path"] == str(tgt_b)
+    assert any("replaced the previous output set" in line for line in log.lines), log.lines
+    second = _visible(folder)
+    assert set(second) == set(first) and second["report.json"] != first["report.json"]
+    # Cancelled while writing its outputs (85-100 %): the previous set stays whole, nothing is left over.
+    with pytest.raises(QgsProcessingException, match="cancelled"):
+        run(tgt_a, _Log(cancel_at=87.0))
+    assert _visible(folder) == second
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [MANIFEST_NAME]
