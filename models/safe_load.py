@@ -227,10 +227,10 @@ def plain_data(obj: Any) -> Any:
     Raises:
         TypeError: Something else (a dataclass, an arbitrary object) that would not load.
     """
+    if isinstance(obj, np.generic):  # before the plain types: np.float64 is a float subclass
+        return obj.item()
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
-    if isinstance(obj, np.generic):
-        return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, Path):
