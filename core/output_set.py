@@ -55,7 +55,6 @@ __all__ = [
     "InputOverwriteError",
     "OutputFolderError",
     "OutputSet",
-    "discard_leftovers",
     "final_folder",
     "read_output_set",
     "refuse_input_overwrite",
@@ -419,25 +418,3 @@ class OutputSet:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
                  ) -> None:
         self.close()
-
-
-def discard_leftovers(folder: str | os.PathLike[str], names: Iterable[str]) -> bool:
-    """Clean what a killed run left in ``folder`` now, unless a run holds it.
-
-    Returns:
-        True when the folder was free and is clean; False when another run holds it (nothing is
-        touched) or it does not exist.
-    """
-    if not Path(folder).is_dir():
-        return False
-    out = OutputSet(folder, names)
-    try:
-        out._lock()
-    except OutputFolderError:
-        return False
-    try:
-        _clean_leftovers(out.folder, out.names)
-    finally:
-        out._unlock()
-    return True
-

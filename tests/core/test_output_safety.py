@@ -165,6 +165,8 @@ def test_a_run_killed_mid_write_leaves_the_old_set_and_the_next_run_cleans_up(pa
     assert read_output_set(out) is not None
     assert json.loads((out / "report.json").read_text())["target"]["path"] == str(tgt_a)
     assert [p.name for p in out.glob(STAGING_PREFIX + "*")], "the killed run's staging folder"
+    # A hidden partial file as older versions (or another writer) left it beside the outputs.
+    (out / ".coregistered.tif.1a2b3c4d.partial.tif").write_bytes(b"half")
     # The next run removes the leftovers and writes its own complete set.
     coregister(ref, tgt_b, out, CoregOptions(**OPTS))
     assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUT_NAMES.values(), MANIFEST_NAME])
