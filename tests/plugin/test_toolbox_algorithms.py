@@ -117,7 +117,8 @@ def test_extract_writes_only_tie_points(demo: dict[str, Any]) -> None:
     dy = statistics.median(f["Y_SHIFT_PX"] for f in inliers)
     assert abs(dx - SHIFT[0]) < 1.0 and abs(dy - SHIFT[1]) < 1.0, (dx, dy)
     worker_dir = Path(result["REPORT_JSON"]).parent
-    assert sorted(p.name for p in worker_dir.iterdir()) == ["report.json", "tiepoints.gpkg"]  # no raster
+    # No raster; the hidden manifest of the output set (core.output_set) is the only other file.
+    assert sorted(p.name for p in worker_dir.iterdir()) == [".sarcoreg-set.json", "report.json", "tiepoints.gpkg"]
     report = json.loads(Path(result["REPORT_JSON"]).read_text(encoding="utf-8"))
     assert report["options"]["write_outputs"] == ["tiepoints", "report_json"] and report["device"] == "cpu"
 
