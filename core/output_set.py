@@ -179,7 +179,7 @@ def _make_folder(folder: Path) -> bool:
         folder.mkdir(parents=True)
     except FileExistsError:
         return False
-    except (PermissionError, OSError) as exc:
+    except OSError as exc:
         if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise _denied(folder, exc) from None
         raise OutputFolderError(f"cannot create the output folder '{folder}': {exc.strerror or exc}") from None
