@@ -378,6 +378,8 @@ def common_grid(reference: RasterSource, target: RasterSource, resample: str = "
             "coordinates (column, row), the target's pixel (0, 0) on the reference's pixel (0, 0)")
     for message in warnings:
         log.warning(message)
+    for src, role in ((reference, "reference"), (target, "target")):
+        _require_valid_pixels(src, role)  # pixel mode has no overlap search that would find it
     w, h = min(reference.width, target.width), min(reference.height, target.height)
     return CommonGrid(reference, target, target, (0, 0, w, h), "pixel", None, warnings=warnings)
 

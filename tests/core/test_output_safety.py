@@ -298,6 +298,15 @@ def test_an_all_nodata_raster_says_it_has_no_valid_pixels(demo: tuple[Path, Path
     with pytest.raises(RasterInputError, match=r"the reference raster .* has no valid pixels: .*NaN") as info:
         coregister(nan_ref, tgt, None, transform="shift", window=64, search_radius=8, spacing=8)
     assert "overlap" not in str(info.value)
+    # Plain rasters (no georeferencing: matched in pixels) are checked too.
+    src = gdal.Open(str(empty))
+    plain = tmp_path / "plain.tif"
+    dst = gdal.GetDriverByName("GTiff").Create(str(plain), src.RasterXSize, src.RasterYSize, 1, gdal.GDT_Float32)
+    dst.GetRasterBand(1).SetNoDataValue(-9999.0)
+    dst.GetRasterBand(1).WriteArray(src.GetRasterBand(1).ReadAsArray())
+    dst = src = None
+    with pytest.raises(RasterInputError, match=r"the target raster .* has no valid pixels: .*-9999"):
+        coregister(ref, plain, None, transform="shift", window=64, search_radius=8, spacing=8)
 
 
 def test_a_truncated_geotiff_names_its_role_and_keeps_gdals_detail(demo: tuple[Path, Path], tmp_path: Path) -> None:
