@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sarcoreg.core import CoregOptions, coregister
-from sarcoreg.core.demo import make_demo_inputs
+from sarcoreg.core.demo import DEMO_PAIR, make_demo_inputs
+from sarcoreg.core.matchers.base import ChipBatch, get_matcher
+from sarcoreg.core.outputs import tiepoint_map_images
+from sarcoreg.core.verdict import CoregistrationFailed
 from sarcoreg.models import load
 from sarcoreg.models.descriptor_model import load_descriptor_model
 from sarcoreg.models.registry import check_card, find_card, list_models
@@ -80,30 +83,54 @@ def test_aae_descriptors_agree_with_the_pair_graph(unseen_patches: tuple[np.ndar
     assert np.abs(pair - desc.score(opt[:6], sar[:6])).max() < 1e-4
 
 
-def test_engine_uses_the_shipped_bnn_by_default(tmp_path: Path) -> None:
-    """``--method bnn`` with no model runs ``bnn-sar-optical`` and reports its distance maps.
-
-    The CPU-trained BNN does not register the demo pair (see bench/README.md): only that it runs,
-    finds tie points and shows its maps is checked here.
-    """
+def _refused_run(method: str, tmp_path: Path) -> CoregistrationFailed:
+    """The demo pair with a shipped learned model: the run must be refused by the verdict."""
     ref, tgt = make_demo_inputs(tmp_path / "inputs", (3.4, -2.6))
-    opts = CoregOptions(method="bnn", transform="shift", spacing=8, window=64, search_radius=8,
+    opts = CoregOptions(method=method, transform="shift", spacing=8, window=64, search_radius=8,
                         reference_modality="optical", target_modality="sar", reference_bands=[1, 2, 3])
-    res = coregister(ref, tgt, tmp_path / "out", opts)
-    assert str(res.report["device"]).startswith("onnxruntime")
-    assert res.report["n_inliers"] >= 1
-    shown = json.loads((tmp_path / "out" / "report.json").read_text())["report_maps"]
+    with pytest.raises(CoregistrationFailed) as info:
+        coregister(ref, tgt, tmp_path / "out", opts)
+    exc = info.value
+    assert exc.report is not None and exc.report["status"] == "failed" and exc.reasons
+    assert exc.report["method"] == method
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.*"))  # nothing written
+    return exc
+
+
+def _matcher_maps(method: str, exc: CoregistrationFailed) -> tuple[dict[str, bytes], list[dict[str, object]]]:
+    """The matcher's own maps on real demo chips at the refused run's tie points, as the report shows them."""
+    result = exc.result
+    assert result is not None
+    tp = result.tiepoints
+    pair = next(p for p in bigearthnet_example_pairs() if p.name == DEMO_PAIR)
+    xy = np.round(tp.ref_xy).astype(int)
+    ref = np.stack([pair.a[y - 32:y + 32, x - 32:x + 32] for x, y in xy]).astype(np.float32)
+    tgt = np.stack([pair.b[y - 40:y + 40, x - 40:x + 40] for x, y in xy]).astype(np.float32)
+    match = get_matcher(method).match(ChipBatch(ref, tgt, tp.ref_xy.astype(np.float64)))
+    return tiepoint_map_images(match.maps, tp)
+
+
+def test_engine_uses_the_shipped_bnn_by_default(tmp_path: Path) -> None:
+    """``--method bnn`` with no model runs ``bnn-sar-optical``; its distance maps render for the report.
+
+    The CPU-trained BNN does not register the demo pair (see bench/README.md), so the verdict must
+    refuse the run (nothing written); that it ran on onnxruntime, and that its maps render as
+    distances, is checked too.
+    """
+    exc = _refused_run("bnn", tmp_path)
+    assert exc.report is not None and str(exc.report["device"]).startswith("onnxruntime")
+    images, shown = _matcher_maps("bnn", exc)
     assert shown and all(s["matcher"] == "bnn" and s["map"] == "distance" for s in shown)
+    assert all(v[:8] == b"\x89PNG\r\n\x1a\n" for v in images.values())
 
 
 def test_engine_with_the_shipped_aae_shows_its_correspondence_maps(tmp_path: Path) -> None:
-    """``--method aae`` runs ``aae-sar-optical`` by default; the report shows its maps (PNG)."""
-    ref, tgt = make_demo_inputs(tmp_path / "inputs", (3.4, -2.6))
-    opts = CoregOptions(method="aae", transform="shift", spacing=8, window=64, search_radius=8,
-                        reference_modality="optical", target_modality="sar", reference_bands=[1, 2, 3])
-    res = coregister(ref, tgt, tmp_path / "out", opts)
-    assert res.report["n_inliers"] >= 1
-    shown = json.loads((tmp_path / "out" / "report.json").read_text())["report_maps"]
+    """``--method aae`` runs ``aae-sar-optical`` by default; its similarity maps render (PNG).
+
+    Like the BNN, the CPU-trained AAE does not register the demo pair: the verdict refuses the run.
+    """
+    exc = _refused_run("aae", tmp_path)
+    images, shown = _matcher_maps("aae", exc)
     assert shown and all(s["matcher"] == "aae" and s["map"] == "similarity" and s["size"] == 17 for s in shown)
-    html = (tmp_path / "out" / "report.html").read_text()
-    assert f"Tie point {shown[0]['tiepoint']} (" in html and "aae similarity map over the search window" in html
+    assert any(f"Tie point {shown[0]['tiepoint']} (" in k and "aae similarity map over the search window" in k
+               for k in images)
