@@ -24,8 +24,12 @@ from .prepare import detect_sar_scale, looks_like_sar
 from .progress import Progress
 from .raster_io import CommonGrid, RasterSource, common_grid, open_raster
 from .tiepoints import TiePoints
+from .verdict import CoregistrationFailed, Verdict, VerdictOptions, judge
 
-__all__ = ["CoregOptions", "CoregResult", "coregister", "run_from_params", "OUTPUT_NAMES"]
+__all__ = [
+    "CoregOptions", "CoregResult", "CoregistrationFailed", "TooFewTiePoints", "coregister", "run_from_params",
+    "OUTPUT_NAMES",
+]
 
 log = logging.getLogger("sarcoreg.engine")
 
@@ -86,6 +90,8 @@ class CoregOptions:
         resampling: GDAL resampling for warps ("bilinear", "cubic", "near" ...).
         matcher_options: Extra keyword arguments for the matcher (model path, device ...).
         write_outputs: Names from :data:`OUTPUT_NAMES` to write (None: all).
+        verdict: Thresholds of the run's verdict (:class:`~sarcoreg.core.verdict.VerdictOptions`;
+            a partial dict such as JSON gives is accepted and completed with the defaults).
     """
 
     method: str = "structural"
@@ -116,6 +122,11 @@ class CoregOptions:
     resampling: str = "bilinear"
     matcher_options: dict[str, Any] = field(default_factory=dict)
     write_outputs: list[str] | None = None
+    verdict: VerdictOptions = field(default_factory=VerdictOptions)
+
+    def __post_init__(self) -> None:
+        # asdict() / JSON give the verdict options as a dict.
+        self.verdict = VerdictOptions.from_any(self.verdict)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option and what is allowed."""
@@ -355,8 +366,8 @@ def _match_all(
     return merged, np.asarray([getattr(matcher, "device", "cpu")])
 
 
-class TooFewTiePoints(ValueError):
-    """Too few usable tie points for the requested transform (the message says why)."""
+class TooFewTiePoints(CoregistrationFailed):
+    """Too few usable tie points for the requested transform (the message says why): a ``failed`` run."""
 
 
 @dataclass
@@ -489,7 +500,10 @@ def coregister(
         RasterInputError: an input cannot be read, bands are wrong, or there is no overlap.
         InputOverwriteError: an output would overwrite an input (a ValueError).
         OutputFolderError: the output folder is not writable, is a file, or is in use (an OSError).
-        ValueError: a bad option, or too few tie points for the transform.
+        CoregistrationFailed: the verdict is ``failed`` (too few tie points, an implausible or
+            unverifiable fit ...; ``reasons`` says why), or ``uncertain`` with
+            ``options.verdict.keep_uncertain`` off. Raised before anything is written.
+        ValueError: a bad option.
         Cancelled: cancelled through ``progress``.
     """
     if out_dir is None:
@@ -531,7 +545,10 @@ def _coregister(
 
     Raises:
         RasterInputError: an input cannot be read, bands are wrong, or there is no overlap.
-        ValueError: a bad option, or too few tie points for the transform.
+        CoregistrationFailed: the verdict is ``failed`` (too few tie points, an implausible or
+            unverifiable fit ...; ``reasons`` says why), or ``uncertain`` with
+            ``options.verdict.keep_uncertain`` off. Raised before anything is written.
+        ValueError: a bad option.
         Cancelled: cancelled through ``progress``.
     """
     t_start = time.perf_counter()
@@ -620,6 +637,17 @@ def _coregister(
     if best.extra:
         previews = best.extra.pop("previews", {})
         report["shared_modality"] = best.extra
+    verdict = _judge(grid, opts, fit, tiepoints, result.target_xy, coarse_info, report)
+    if verdict.status == "failed" or (verdict.status == "uncertain" and not opts.verdict.keep_uncertain):
+        refused = verdict.status == "uncertain"
+        message = ("co-registration " + ("refused (uncertain, and uncertain results are not kept)" if refused
+                                         else "failed") + ", nothing was written: " + " ".join(verdict.reasons))
+        log.warning(message)
+        report["timings_s"] = timings
+        report["runtime_s"] = round(time.perf_counter() - t_start, 3)
+        raise CoregistrationFailed(message, verdict.reasons, report, CoregResult(fit, tiepoints, report, {}, grid))
+    if verdict.status == "uncertain":
+        log.warning("co-registration uncertain: %s", " ".join(verdict.reasons))
     outputs: dict[str, Path] = {}
     if out_dir is not None:
         from .outputs import write_outputs
@@ -649,8 +677,51 @@ def _coregister(
         from .outputs import write_report_json
 
         write_report_json(outputs["report_json"], report)
-    progress.report(1.0, f"done: RMSE {fit.rmse_px:.3f} px with {fit.n_inliers} tie points")
+    progress.report(1.0, f"done ({verdict.status}): RMSE {fit.rmse_px:.3f} px with {fit.n_inliers} tie points")
     return CoregResult(fit, tiepoints, report, outputs, grid)
+
+
+def _judge(
+    grid: CommonGrid,
+    opts: CoregOptions,
+    fit: FitResult,
+    tp: TiePoints,
+    grid_xy: np.ndarray,
+    coarse: dict[str, Any],
+    report: dict[str, Any],
+) -> Verdict:
+    """Run :func:`sarcoreg.core.verdict.judge` on the final fit and put its result in ``report``.
+
+    Adds ``status``, ``reasons``, ``rmse_cv_px``, ``rmse_cv_map`` and ``verdict`` (every measured
+    quantity and the thresholds used). ``grid_xy``: the matches on the common grid.
+    """
+    fallback = ""
+    if fit.model.kind != opts.transform:
+        fallback = "the tie points that agree cover too little of the overlap to fit it"
+    verdict = judge(
+        model=fit.model,
+        requested_kind=opts.transform,
+        src_xy=_fit_source(grid_xy, tp.target_xy),
+        ref_xy=tp.ref_xy,
+        grid_xy=grid_xy,
+        inliers=fit.inliers,
+        usable=~tp.l1_outlier,
+        overlap=grid.overlap,
+        georeferenced=grid.mode == "georeferenced",
+        coarse=coarse,
+        fallback=fallback,
+        tps_smoothing=opts.tps_smoothing,
+        seed=opts.seed,
+        options=opts.verdict,
+    )
+    pixel_size = grid.reference.georef.pixel_size if grid.mode == "georeferenced" else 1.0
+    cv = verdict.rmse_cv_px
+    report["status"] = verdict.status
+    report["reasons"] = list(verdict.reasons)
+    report["rmse_cv_px"] = cv if np.isfinite(cv) else None
+    report["rmse_cv_map"] = cv * pixel_size if np.isfinite(cv) else None
+    report["verdict"] = {"status": verdict.status, "checks": verdict.checks, "thresholds": opts.verdict.to_dict()}
+    return verdict
 
 
 def _top_reasons(errors: list[str]) -> str:
