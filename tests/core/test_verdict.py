@@ -264,3 +264,18 @@ def test_cli_exit_codes_follow_the_verdict(demo_pair, offset_100, tmp_path: Path
     assert "agree" in failed.stderr  # the reasons, in words
     folder = tmp_path / "failed"
     assert not folder.exists() or not any(folder.rglob("*.*"))
+
+
+@pytest.mark.parametrize("transform", ["shift", "affine"])
+def test_shared_modality_path_is_judged_too(demo_pair, transform: str) -> None:  # type: ignore[no-untyped-def]
+    """The issue's case: the shipped shared model + DISK/LightGlue on a real pair is not accurate
+    enough (a handful of inliers, an affine with wild scale and shear); the verdict must not say ok."""
+    ref, tgt = demo_pair
+    status, rep = _status(ref, tgt, method="shared", transform=transform, reference_modality="optical",
+                          target_modality="sar", reference_bands=[1, 2, 3], target_bands=[1], coarse=False,
+                          matcher_options={"keypoints": "disk-lightglue", "device": "cpu"})
+    assert status != "ok", rep.get("reasons")
+    if transform == "affine":
+        assert status == "failed"
+    if rep:
+        assert rep["reasons"] and "rmse_cv_px" in rep
