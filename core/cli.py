@@ -76,6 +76,11 @@ def _add_coregister_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-reliability", type=float, default=d.min_reliability)
     p.add_argument("--ransac-threshold", type=float, default=d.ransac_threshold_px, dest="ransac_threshold_px")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--refuse-uncertain",
+        action="store_true",
+        help="treat an uncertain verdict like a failed one: write nothing and exit 2",
+    )
     p.add_argument("--model", help="learned matchers: a model name (`sarcoreg models list`) or a .onnx / .pt file")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="learned matchers: device")
     p.add_argument(
@@ -88,6 +93,7 @@ def _add_coregister_args(p: argparse.ArgumentParser) -> None:
 
 def _options_from_args(a: argparse.Namespace) -> Any:
     from .engine import CoregOptions
+    from .verdict import VerdictOptions
 
     return CoregOptions(
         method=a.method,
@@ -106,6 +112,7 @@ def _options_from_args(a: argparse.Namespace) -> Any:
         min_reliability=a.min_reliability,
         ransac_threshold_px=a.ransac_threshold_px,
         seed=a.seed,
+        verdict=VerdictOptions(keep_uncertain=not a.refuse_uncertain),
         matcher_options=_matcher_options(a.model, a.device, a.keypoints),
     )
 

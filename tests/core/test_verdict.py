@@ -254,6 +254,10 @@ def test_cli_exit_codes_follow_the_verdict(demo_pair, offset_100, tmp_path: Path
     assert "uncertain" in unsure.stderr and "tie points agree" in unsure.stderr
     assert json.loads((tmp_path / "unsure" / "report.json").read_text())["status"] == "uncertain"
     assert (tmp_path / "unsure" / "coregistered.tif").is_file()
+    refused = subprocess.run([*base, str(ref), str(tgt), "--out", str(tmp_path / "refused"), *demo_args,
+                              "--spacing", "20", "--refuse-uncertain"], capture_output=True, text=True, timeout=180)
+    assert refused.returncode == 2 and "tie points agree" in refused.stderr, refused.stderr
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").rglob("*.*"))
 
     ref100, tgt100 = offset_100
     failed = subprocess.run([*base, str(ref100), str(tgt100), "--out", str(tmp_path / "failed"), "--transform",
