@@ -79,17 +79,16 @@ def test_import_path_folder_of_another_owner_or_a_link_is_refused(tmp_path: Path
         package_root(pkg, cache)
 
 
-def test_worker_runs_from_the_private_folder(tmp_path: Path, worker_python: str) -> None:
+def test_worker_runs_from_the_private_folder(tmp_path: Path, worker_python: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """This checkout's folder is not called ``sarcoreg``: the worker imports it through the private link."""
     before = set(Path("/tmp").glob("sarcoreg-path-*"))
     cache = tmp_path / "cache"
     client = WorkerClient(python=worker_python, env={"XDG_CACHE_HOME": str(cache)})
-    os.environ["XDG_CACHE_HOME"] = str(cache)
-    try:
-        assert client.run("selftest", {"seconds": 0.1})["steps"] == 2
-        root = package_root()
-    finally:
-        os.environ.pop("XDG_CACHE_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    assert client.run("selftest", {"seconds": 0.1})["steps"] == 2
+    root = package_root()
+    monkeypatch.undo()
     if REPO.name != "sarcoreg":
         assert root.is_relative_to(cache / "sarcoreg") and stat.S_IMODE(os.lstat(root).st_mode) == 0o700
     assert set(Path("/tmp").glob("sarcoreg-path-*")) == before

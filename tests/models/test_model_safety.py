@@ -102,7 +102,8 @@ def test_pickle_payload_through_the_cli_never_runs(pair: tuple[Path, Path], tmp_
     assert "Traceback" not in done.stderr
 
 
-def test_pickle_payload_named_by_a_card_never_runs(pair: tuple[Path, Path], tmp_path: Path) -> None:
+def test_pickle_payload_named_by_a_card_never_runs(pair: tuple[Path, Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     marker = tmp_path / "MARKER"
     folder = tmp_path / "models"
     folder.mkdir()
@@ -116,12 +117,10 @@ def test_pickle_payload_named_by_a_card_never_runs(pair: tuple[Path, Path], tmp_
     assert done.returncode == 2 and "is not a plain weights file" in done.stderr and "evil.pt" in done.stderr
     assert "Traceback" not in done.stderr
     # The loaders the Processing algorithms use (through the worker) refuse it the same way.
-    os.environ[MODEL_PATH_ENV] = str(folder)
-    try:
-        with pytest.raises(NotPlainWeightsError, match=r"evil\.pt is not a plain weights file"):
-            load("evil-card")
-    finally:
-        os.environ.pop(MODEL_PATH_ENV)
+    monkeypatch.setenv(MODEL_PATH_ENV, str(folder))
+    with pytest.raises(NotPlainWeightsError, match=r"evil\.pt is not a plain weights file"):
+        load("evil-card")
+    monkeypatch.undo()
     from sarcoreg.models.descriptor_model import load_descriptor_model
     from sarcoreg.models.shared_modality import load_shared_model
 
@@ -201,22 +200,19 @@ def test_damaged_weights_are_named_when_the_model_is_loaded(tmp_path: Path) -> N
         load(damaged, device="cpu")
 
 
-def test_card_patch_size_is_checked(tmp_path: Path) -> None:
+def test_card_patch_size_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shipped = find_card("bnn-sar-optical")
     (tmp_path / "cards").mkdir()
     card = {"name": "bnn-wrong-size", "method": "bnn", "file": str(shipped.path), "sha256": shipped.sha256,
             "licence": "test", "inputs": {"patch_size": 48}}
     (tmp_path / "cards" / "bnn-wrong-size.json").write_text(json.dumps(card), encoding="utf-8")
-    os.environ[MODEL_PATH_ENV] = str(tmp_path)
-    try:
-        with pytest.raises(ModelFileError, match="its card says 48"):
-            load("bnn-wrong-size", device="cpu")
-    finally:
-        os.environ.pop(MODEL_PATH_ENV)
+    monkeypatch.setenv(MODEL_PATH_ENV, str(tmp_path))
+    with pytest.raises(ModelFileError, match="its card says 48"):
+        load("bnn-wrong-size", device="cpu")
 
 
-def test_malformed_card_is_skipped_with_a_warning_naming_it(tmp_path: Path,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_malformed_card_is_skipped_with_a_warning_naming_it(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     shipped = find_card("bnn-sar-optical")
     (tmp_path / "cards").mkdir()
     (tmp_path / "cards" / "broken-card.json").write_text('{"name": "x", "method": ', encoding="utf-8")
@@ -230,16 +226,13 @@ def test_malformed_card_is_skipped_with_a_warning_naming_it(tmp_path: Path,
     assert "broken-card.json" in done.stderr and "not valid JSON" in done.stderr
     assert "not-a-card.json" in done.stderr and "Traceback" not in done.stderr
     assert "bnn-copy\tbnn" in done.stdout and "bnn-sar-optical\tbnn" in done.stdout
-    os.environ.update(env)
-    try:
-        cards, skipped = scan_cards()
-        assert {p.name for p, _ in skipped} == {"broken-card.json", "not-a-card.json"}
-        assert "bnn-copy" in list_models() and "broken-card.json" in caplog.text
-        from sarcoreg.core.matchers.bnn import BNNMatcher
+    monkeypatch.setenv(MODEL_PATH_ENV, str(tmp_path))
+    cards, skipped = scan_cards()
+    assert {p.name for p, _ in skipped} == {"broken-card.json", "not-a-card.json"}
+    assert "bnn-copy" in list_models() and "broken-card.json" in caplog.text
+    from sarcoreg.core.matchers.bnn import BNNMatcher
 
-        assert BNNMatcher(model="bnn-copy", device="cpu").model.patch_size == 64  # the rest keeps working
-    finally:
-        os.environ.pop(MODEL_PATH_ENV)
+    assert BNNMatcher(model="bnn-copy", device="cpu").model.patch_size == 64  # the rest keeps working
 
 
 @pytest.mark.parametrize("method, command", [("bnn", "sarcoreg-train bnn-moco"), ("aae", "sarcoreg-train aae"),
