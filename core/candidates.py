@@ -9,12 +9,18 @@ so template and search window can be cut without padding.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 from scipy import ndimage
 
 __all__ = [
+    "DEFAULT_EXPECTED_ERROR_M",
     "DEFAULT_MIN_TEXTURE",
+    "PIXEL_MODE_RADIUS",
+    "TARGET_CANDIDATES",
+    "auto_matching_sizes",
     "grid_candidates",
     "keypoint_candidates",
     "select_textured",
@@ -27,6 +33,20 @@ __all__ = [
 #: flat arable land and forest 0.1-0.4, structured land (relief, field boundaries, roads) up to
 #: 4; constant nodata fill gives 0. Stretched scene by scene, land scores 0.5-3.
 DEFAULT_MIN_TEXTURE = 0.08
+
+#: Default expected georeferencing error between a Sentinel-1 GRD product and the reference, in
+#: metres. Sentinel-1 IW GRD geolocation is good to about 10 m and Sentinel-2 to about 11 m
+#: (2 sigma); terrain correction with a 30 m DEM and orbit / timing residuals add a few tens of
+#: metres in relief, so 50 m covers the usual case with a margin.
+DEFAULT_EXPECTED_ERROR_M = 50.0
+#: Automatic search radius of pairs matched in pixels (no georeferencing to size it from); the
+#: coarse stage has already removed the large offset, rotation and scale.
+PIXEL_MODE_RADIUS = 16
+#: Number of grid candidates the automatic spacing aims at on large overlaps.
+TARGET_CANDIDATES = 1000
+_MAX_WINDOW, _MIN_WINDOW = 64, 16
+_MIN_RADIUS, _MAX_RADIUS = 8, 64
+_RADIUS_MARGIN = 1.5  # slack for the coarse stage's residual on top of the georeferencing error
 
 
 def _check_sizes(window: int, radius: int) -> None:
@@ -78,6 +98,56 @@ def grid_candidates(width: int, height: int, spacing: int, window: int, radius: 
         axes.append(start + spacing * np.arange(count) + window / 2.0)
     rows, cols = np.meshgrid(axes[1], axes[0], indexing="ij")
     return np.stack([cols.ravel(), rows.ravel()], axis=1).astype(np.float64)
+
+
+def auto_matching_sizes(
+    width: int,
+    height: int,
+    pixel_size_m: float | None = None,
+    expected_error_m: float = DEFAULT_EXPECTED_ERROR_M,
+    spacing: int | None = None,
+    window: int | None = None,
+    radius: int | None = None,
+) -> tuple[int, int, int]:
+    """Grid spacing, template window and search radius that fit an overlap (None = choose).
+
+    The rules (explicit values are kept as given):
+
+    * ``window = clamp(even(min(width, height) / 4), 16, 64)``: 64 px templates, smaller only on
+      small overlaps so that several fit across.
+    * ``radius = clamp(ceil(1.5 x expected_error_m / pixel_size_m), 8, 64)`` for georeferenced
+      pairs, :data:`PIXEL_MODE_RADIUS` (16) without georeferencing; then shrunk (if automatic)
+      until one template plus its search window fits: ``window + 2 x radius <= min side``.
+    * ``spacing = max(window / 4, round(sqrt(width x height / 1000)))``: about
+      :data:`TARGET_CANDIDATES` (1000) candidates on large overlaps, and on small ones a grid
+      dense enough for a robust fit and a cross-validated check (a 500 x 500 px overlap gets
+      about 680-730 candidates, a 10980 x 10980 px tile about 1000).
+
+    Args:
+        width: Overlap width in pixels.
+        height: Overlap height in pixels.
+        pixel_size_m: Reference pixel size in metres; None for pairs matched in pixels.
+        expected_error_m: Expected georeferencing error, metres.
+        spacing: Explicit spacing, or None.
+        window: Explicit window, or None.
+        radius: Explicit search radius, or None.
+
+    Returns:
+        ``(spacing, window, radius)`` in pixels.
+    """
+    side = max(1, min(int(width), int(height)))
+    if window is None:
+        window = int(np.clip((side // 4) // 2 * 2, _MIN_WINDOW, _MAX_WINDOW))
+    if radius is None:
+        if pixel_size_m is not None and pixel_size_m > 0:
+            radius = int(np.clip(math.ceil(_RADIUS_MARGIN * expected_error_m / pixel_size_m), _MIN_RADIUS,
+                                 _MAX_RADIUS))
+        else:
+            radius = PIXEL_MODE_RADIUS
+        radius = max(1, min(radius, (side - window) // 2))
+    if spacing is None:
+        spacing = max(window // 4, int(round(math.sqrt(float(width) * float(height) / TARGET_CANDIDATES))))
+    return int(spacing), int(window), int(radius)
 
 
 def keypoint_candidates(

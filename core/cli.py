@@ -56,15 +56,23 @@ def _add_coregister_args(p: argparse.ArgumentParser) -> None:
         default=d.transform,
         help=f"shift, affine, homography, poly1, poly2, poly3 or tps (default {d.transform})",
     )
-    p.add_argument("--spacing", type=int, default=d.spacing, help=f"tie-point grid spacing, px (default {d.spacing})")
-    p.add_argument("--window", type=int, default=d.window, help=f"template size, px (default {d.window})")
+    p.add_argument("--spacing", type=int, default=d.spacing,
+                   help="tie-point grid spacing, px (default: auto from the overlap size, see README)")
+    p.add_argument("--window", type=int, default=d.window, help="template size, px (default: auto, at most 64)")
     p.add_argument(
         "--radius",
         type=int,
         default=d.search_radius,
         dest="search_radius",
-        help=f"search radius after the coarse offset, px (default {d.search_radius})",
+        help="search radius after the coarse offset, px (default: auto from --expected-error and the pixel size; "
+        "16 px without georeferencing)",
     )
+    p.add_argument("--expected-error", type=float, default=d.expected_error_m, dest="expected_error_m",
+                   help=f"expected georeferencing error, metres; sizes the automatic search radius "
+                   f"(default {d.expected_error_m:g}, Sentinel-1 GRD)")
+    p.add_argument("--coarse-rotation-scale", default=d.coarse_rotation_scale, choices=["auto", "on", "off"],
+                   dest="coarse_rotation_scale",
+                   help="coarse stage searches rotation and scale too (auto: for pairs without georeferencing)")
     p.add_argument("--candidates", default=d.candidates, choices=["grid", "keypoints", "both"])
     p.add_argument("--reference-bands", type=int, nargs="+", help="1-based reference bands (default all)")
     p.add_argument("--target-bands", type=int, nargs="+", help="1-based target bands (default all)")
@@ -101,6 +109,8 @@ def _options_from_args(a: argparse.Namespace) -> Any:
         spacing=a.spacing,
         window=a.window,
         search_radius=a.search_radius,
+        expected_error_m=a.expected_error_m,
+        coarse_rotation_scale=a.coarse_rotation_scale,
         candidates=a.candidates,
         reference_bands=a.reference_bands,
         target_bands=a.target_bands,

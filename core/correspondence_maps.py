@@ -25,7 +25,7 @@ import numpy as np
 from osgeo import gdal
 
 from .chips import cut_chips
-from .engine import CoregOptions, _modality, _preparation
+from .engine import CoregOptions, _modality, _preparation, resolve_matching_options
 from .matchers.base import get_matcher
 from .progress import Progress
 from .raster_io import common_grid, open_raster
@@ -107,6 +107,8 @@ def correspondence_maps_at(
             f"raster ({ref.width} x {ref.height} px); give points inside it"
         )
     grid = common_grid(ref, tgt, opts.resampling)
+    opts, _ = resolve_matching_options(opts, grid)  # automatic window / radius (None) for this pair
+    window, radius = int(opts.window or 0), int(opts.search_radius or 0)
     progress.report(0.05, "preparing radiometry")
     ref_sample, _ = ref.read_overview(1024, grid.overlap, average=False)
     tgt_sample, _ = grid.target_on_grid.read_overview(1024, grid.overlap, average=False)
@@ -114,7 +116,7 @@ def correspondence_maps_at(
     tgt_prep = _preparation(grid.target_on_grid, tgt_sample, _modality(opts.target_modality, tgt_sample), opts)
     matcher = get_matcher(opts.method, **opts.matcher_options)
     batch = max(1, int(getattr(matcher, "batch_size", 64)))
-    m = 2 * opts.search_radius + 1
+    m = 2 * radius + 1
     n = len(centres)
     maps = np.full((n, m, m), np.nan, np.float32)
     peak = np.full((n, 2), np.nan)
@@ -123,7 +125,7 @@ def correspondence_maps_at(
     for start in range(0, n, batch):
         progress.report(0.1 + 0.9 * start / n, f"correspondence maps {start}/{n} ({opts.method})")
         chips = cut_chips(grid.reference, grid.target_on_grid, ref_prep, tgt_prep, centres[start:start + batch],
-                          opts.window, opts.search_radius)
+                          window, radius)
         res = matcher.match(chips)
         if res.maps is None:
             raise ValueError(

@@ -10,14 +10,22 @@ from __future__ import annotations
 import logging
 import resource
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .candidates import DEFAULT_MIN_TEXTURE, grid_candidates, keypoint_candidates, texture_score
+from .candidates import (
+    DEFAULT_EXPECTED_ERROR_M,
+    DEFAULT_MIN_TEXTURE,
+    auto_matching_sizes,
+    grid_candidates,
+    keypoint_candidates,
+    texture_score,
+)
 from .chips import Preparation, cut_chips
+from .coarse import COARSE_MODES, apply_matrix, search_similarity, similarity_overlap, warped_target
 from .estimation import TRANSFORM_KINDS, FitResult, fit_transform, min_points
 from .matchers.base import ChipBatch, MatchResult, available_matchers, get_matcher
 from .prepare import detect_sar_scale, looks_like_sar
@@ -28,7 +36,7 @@ from .verdict import CoregistrationFailed, Verdict, VerdictOptions, judge
 
 __all__ = [
     "CoregOptions", "CoregResult", "CoregistrationFailed", "TooFewTiePoints", "coregister", "run_from_params",
-    "OUTPUT_NAMES",
+    "OUTPUT_NAMES", "resolve_matching_options",
 ]
 
 log = logging.getLogger("sarcoreg.engine")
@@ -57,9 +65,14 @@ class CoregOptions:
     Attributes:
         method: Matcher name (see :func:`sarcoreg.core.matchers.base.available_matchers`).
         transform: One of :data:`~sarcoreg.core.estimation.TRANSFORM_KINDS`.
-        spacing: Tie-point grid spacing in reference pixels.
-        window: Template size in pixels (even).
-        search_radius: Search radius around each candidate after the coarse offset, pixels.
+        spacing: Tie-point grid spacing in reference pixels (None: auto, see
+            :func:`~sarcoreg.core.candidates.auto_matching_sizes`).
+        window: Template size in pixels (even; None: auto).
+        search_radius: Search radius around each candidate after the coarse offset, pixels
+            (None: auto, from ``expected_error_m`` and the pixel size).
+        expected_error_m: Expected georeferencing error between the two rasters, metres; sizes
+            the automatic search radius of georeferenced pairs (pixel-mode pairs use a pixel
+            default). The default suits Sentinel-1 GRD against Sentinel-2 (see the README).
         candidates: "grid", "keypoints" or "both".
         max_keypoints: Keypoint candidates at most (keypoints / both).
         reference_bands: 1-based reference bands (None: all).
@@ -77,6 +90,13 @@ class CoregOptions:
             hypothesis: the engine matches with it and with no offset and keeps the run with
             more inliers (its one big template gives a flat similarity surface, so a right
             coarse match often has a low reliability).
+        coarse_rotation_scale: Search rotation and scale too in the coarse stage
+            (:mod:`~sarcoreg.core.coarse`): "on", "off", or "auto" = on for pairs matched in
+            pixels (no usable georeferencing), off for georeferenced pairs (their common grid
+            already removes rotation and scale).
+        coarse_max_rotation_deg: Rotations in +-this are searched (180: a full turn).
+        coarse_min_scale: Smallest scale searched (reference pixels per target pixel).
+        coarse_max_scale: Largest scale searched.
         min_coverage: If the inliers span less than this fraction of the overlap in x or y, a
             transform richer than a shift would be extrapolated wildly: the engine falls back to
             a shift and says so in the report's warnings.
@@ -96,9 +116,10 @@ class CoregOptions:
 
     method: str = "structural"
     transform: str = "affine"
-    spacing: int = 128
-    window: int = 64
-    search_radius: int = 16
+    spacing: int | None = None
+    window: int | None = None
+    search_radius: int | None = None
+    expected_error_m: float = DEFAULT_EXPECTED_ERROR_M
     candidates: str = "grid"
     max_keypoints: int = 500
     reference_bands: list[int] | None = None
@@ -112,6 +133,10 @@ class CoregOptions:
     coarse_max_side: int = 512
     coarse_min_overlap: int = 200
     coarse_min_reliability: float = 0.02
+    coarse_rotation_scale: str = "auto"
+    coarse_max_rotation_deg: float = 180.0
+    coarse_min_scale: float = 0.5
+    coarse_max_scale: float = 2.0
     min_coverage: float = 0.25
     min_reliability: float = 0.15
     min_valid_fraction: float = 0.8
@@ -135,12 +160,22 @@ class CoregOptions:
             raise ValueError(f"method '{self.method}' is unknown; choose one of: {', '.join(sorted(methods))}")
         if self.transform not in TRANSFORM_KINDS:
             raise ValueError(f"transform '{self.transform}' is unknown; choose one of: {', '.join(TRANSFORM_KINDS)}")
-        if self.window < 8 or self.window % 2:
-            raise ValueError(f"window must be an even number >= 8 pixels, got {self.window}")
-        if self.search_radius < 1:
-            raise ValueError(f"search_radius must be >= 1 pixel, got {self.search_radius}")
-        if self.spacing < 1:
-            raise ValueError(f"spacing must be >= 1 pixel, got {self.spacing}")
+        if self.window is not None and (self.window < 8 or self.window % 2):
+            raise ValueError(f"window must be an even number >= 8 pixels (or None: auto), got {self.window}")
+        if self.search_radius is not None and self.search_radius < 1:
+            raise ValueError(f"search_radius must be >= 1 pixel (or None: auto), got {self.search_radius}")
+        if self.spacing is not None and self.spacing < 1:
+            raise ValueError(f"spacing must be >= 1 pixel (or None: auto), got {self.spacing}")
+        if not self.expected_error_m > 0:
+            raise ValueError(f"expected_error_m must be > 0 metres, got {self.expected_error_m}")
+        if self.coarse_rotation_scale not in COARSE_MODES:
+            raise ValueError(f"coarse_rotation_scale must be one of {', '.join(COARSE_MODES)}, "
+                             f"got '{self.coarse_rotation_scale}'")
+        if not 0 < self.coarse_min_scale <= 1.0 <= self.coarse_max_scale:
+            raise ValueError(f"need 0 < coarse_min_scale <= 1 <= coarse_max_scale, got {self.coarse_min_scale} "
+                             f"and {self.coarse_max_scale}")
+        if not 0 <= self.coarse_max_rotation_deg <= 180:
+            raise ValueError(f"coarse_max_rotation_deg must be in 0..180, got {self.coarse_max_rotation_deg}")
         if self.candidates not in ("grid", "keypoints", "both"):
             raise ValueError(f"candidates must be 'grid', 'keypoints' or 'both', got '{self.candidates}'")
         for name in ("reference_modality", "target_modality"):
@@ -286,8 +321,141 @@ def _coarse_offset(
     return off, info
 
 
+#: A coarse similarity hypothesis scoring at least this share of the best one is matched too (the
+#: fine matching's inlier count then decides between them).
+_SIMILARITY_ALTERNATIVE_SHARE = 0.75
+_SIMILARITY_MAX_HYPOTHESES = 3
+#: Reliability floor of tie points matched through a coarse similarity (see ``_coregister``): the
+#: SAR/optical maps of small chips are flat, and measured on the SRIF pairs most peaks with a
+#: reliability of 0.02-0.15 lie within 3 px of the truth once the similarity has centred them.
+_SIMILARITY_MIN_RELIABILITY = 0.02
+
+
+def _pixel_size_m(grid: CommonGrid) -> float | None:
+    """Reference pixel size in metres (None in pixel mode or when the CRS unit is unknown)."""
+    if grid.mode != "georeferenced":
+        return None
+    georef = getattr(grid, "reference_georef", None) or grid.reference.georef
+    size = float(georef.pixel_size)
+    wkt = georef.crs_wkt or getattr(grid, "assumed_crs_wkt", "")
+    if not wkt:
+        return size
+    from osgeo import osr
+
+    srs = osr.SpatialReference()
+    try:
+        srs.ImportFromWkt(wkt)
+    except RuntimeError:
+        return size
+    if srs.IsGeographic():
+        centre = georef.pixel_to_map(np.array([[georef.width / 2.0, georef.height / 2.0]]))[0]
+        return size * 111_320.0 * max(0.1, float(np.cos(np.radians(centre[1]))))
+    return size * float(srs.GetLinearUnits() or 1.0)
+
+
+def resolve_matching_options(opts: CoregOptions, grid: CommonGrid) -> tuple[CoregOptions, dict[str, Any]]:
+    """Options with ``spacing``, ``window`` and ``search_radius`` resolved for ``grid``'s overlap.
+
+    The one place where automatic (None) sizes become pixels: see
+    :func:`~sarcoreg.core.candidates.auto_matching_sizes` for the rules. Explicit values are kept.
+
+    Args:
+        opts: The run's options (None sizes = automatic).
+        grid: The grid matching runs on (its overlap, mode and pixel size decide).
+
+    Returns:
+        ``(resolved options, auto)`` where ``auto`` names the sizes that were chosen automatically
+        (and the pixel size in metres they were derived from, when georeferenced).
+    """
+    _, _, w, h = grid.overlap
+    pixel_m = _pixel_size_m(grid)
+    spacing, window, radius = auto_matching_sizes(w, h, pixel_m, opts.expected_error_m, opts.spacing, opts.window,
+                                                  opts.search_radius)
+    auto: dict[str, Any] = {
+        name: value
+        for name, value, given in (("spacing", spacing, opts.spacing), ("window", window, opts.window),
+                                   ("search_radius", radius, opts.search_radius))
+        if given is None
+    }
+    if auto:
+        auto["pixel_size_m"] = None if pixel_m is None else round(pixel_m, 4)
+        auto["expected_error_m"] = opts.expected_error_m
+    return replace(opts, spacing=spacing, window=window, search_radius=radius), auto
+
+
+def _wants_similarity(opts: CoregOptions, grid: CommonGrid) -> bool:
+    """Whether the coarse stage searches rotation and scale (``coarse_rotation_scale``)."""
+    return opts.coarse_rotation_scale == "on" or (opts.coarse_rotation_scale == "auto" and grid.mode == "pixel")
+
+
+def _similarity_windows(grid: CommonGrid) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """Reference and target windows the similarity search and the matching may use."""
+    if grid.mode == "georeferenced":
+        return grid.overlap, grid.overlap
+    t = grid.target_on_grid
+    return (0, 0, grid.reference.width, grid.reference.height), (0, 0, t.width, t.height)
+
+
+def _coarse_similarity(
+    grid: CommonGrid, ref_prep: Preparation, tgt_prep: Preparation, opts: CoregOptions
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Coarse rotation + scale + offset hypotheses (best first) and the report entry."""
+    ref_win, tgt_win = _similarity_windows(grid)
+    est = search_similarity(
+        grid.reference, grid.target_on_grid, ref_prep.apply, tgt_prep.apply, ref_win, tgt_win,
+        max_rotation_deg=opts.coarse_max_rotation_deg, scale_range=(opts.coarse_min_scale, opts.coarse_max_scale),
+        max_side=opts.coarse_max_side,
+    )
+    if est is None:
+        return [], {"used": False, "model": "similarity", "reason": "no rotation / scale gives enough overlap"}
+    mats = [est.matrix] + [m for score, m in est.alternatives
+                           if score >= _SIMILARITY_ALTERNATIVE_SHARE * est.score][: _SIMILARITY_MAX_HYPOTHESES - 1]
+    info: dict[str, Any] = {
+        "used": True,
+        "model": "similarity",
+        "confident": False,  # judged by the fine matching's inliers, not by one correlation peak
+        "score": round(est.score, 4),
+        "runner_up": round(est.runner_up, 4),
+        "evaluations": est.evaluations,
+        "factor": est.factor,
+        "n_hypotheses": len(mats),
+    }
+    return mats, info
+
+
+def _through_similarity(grid: CommonGrid, similarity: np.ndarray, opts: CoregOptions) -> CommonGrid:
+    """The grid to match on: the target resampled onto the reference pixels through ``similarity``."""
+    ref_win, tgt_win = _similarity_windows(grid)
+    overlap = similarity_overlap(similarity, (tgt_win[0] + tgt_win[2], tgt_win[1] + tgt_win[3]), ref_win)
+    if overlap is None:
+        raise TooFewTiePoints("the coarse rotation / scale hypothesis leaves no overlap to match in")
+    warped = warped_target(grid.target_on_grid, similarity, grid.reference.width, grid.reference.height,
+                           opts.resampling)
+    return replace(grid, target_on_grid=warped, overlap=overlap)
+
+
+def _describe_similarity(info: dict[str, Any], similarity: np.ndarray, grid: CommonGrid) -> None:
+    """Put the chosen similarity into the coarse report entry."""
+    x0, y0, w, h = grid.overlap
+    centre = np.array([[x0 + w / 2.0, y0 + h / 2.0]])
+    info.update(
+        matrix_px=similarity.tolist(),
+        rotation_deg=round(float(np.degrees(np.arctan2(similarity[1, 0], similarity[0, 0]))), 3),
+        scale=round(float(np.hypot(similarity[0, 0], similarity[1, 0])), 5),
+        offset_px=[float(v) for v in (apply_matrix(np.linalg.inv(similarity), centre) - centre)[0]],
+    )
+
+
+def _sizes(opts: CoregOptions) -> tuple[int, int, int]:
+    """``(spacing, window, search_radius)`` of options resolved by :func:`resolve_matching_options`."""
+    if opts.spacing is None or opts.window is None or opts.search_radius is None:
+        raise ValueError("spacing, window and search_radius must be resolved first (resolve_matching_options)")
+    return opts.spacing, opts.window, opts.search_radius
+
+
 def _candidates(grid: CommonGrid, ref_prep: Preparation, opts: CoregOptions, offset: tuple[int, int]) -> np.ndarray:
     """Candidate template centres (reference pixels) inside the overlap with room for the search."""
+    spacing, window, radius = _sizes(opts)
     x0, y0, w, h = grid.overlap
     # Shrink the usable area by the coarse offset so that search windows stay inside.
     ox, oy = offset
@@ -297,16 +465,16 @@ def _candidates(grid: CommonGrid, ref_prep: Preparation, opts: CoregOptions, off
         raise ValueError(f"the coarse offset {offset} leaves no overlap to match in")
     pts: list[np.ndarray] = []
     if opts.candidates in ("grid", "both"):
-        pts.append(grid_candidates(aw, ah, opts.spacing, opts.window, opts.search_radius) + [ax0, ay0])
+        pts.append(grid_candidates(aw, ah, spacing, window, radius) + [ax0, ay0])
     if opts.candidates in ("keypoints", "both"):
         ov, factor = grid.reference.read_overview(2048, (ax0, ay0, aw, ah))
         img = ref_prep.apply(ov)
         kp = keypoint_candidates(
             np.nan_to_num(img, nan=0.0),
             opts.max_keypoints,
-            max(8, int(opts.window / factor)) // 2 * 2,
-            int(np.ceil(opts.search_radius / factor)),
-            max(2, int(opts.window / (2 * factor))),
+            max(8, int(window / factor)) // 2 * 2,
+            int(np.ceil(radius / factor)),
+            max(2, int(window / (2 * factor))),
         )
         pts.append(np.round(kp * factor).astype(np.int64) + [ax0, ay0])
     out = np.unique(np.concatenate(pts).astype(np.int64), axis=0) if pts else np.empty((0, 2), np.int64)
@@ -335,8 +503,7 @@ def _match_all(
             ref_prep,
             tgt_prep,
             centres[start : start + batch],
-            opts.window,
-            opts.search_radius,
+            *_sizes(opts)[1:],
             offset,
         )
         result = matcher.match(chips)
@@ -382,6 +549,9 @@ class _Attempt:
     target_px: np.ndarray
     device: str
     extra: dict[str, Any] = field(default_factory=dict)
+    grid: CommonGrid | None = None  # the matching grid (target through the coarse similarity)
+    similarity: np.ndarray | None = None
+    opts: CoregOptions | None = None  # options with the automatic sizes resolved
 
 
 def _match_and_fit(
@@ -392,8 +562,14 @@ def _match_and_fit(
     offset: tuple[int, int],
     progress: Progress,
     cache: dict[str, Any] | None = None,
+    similarity: np.ndarray | None = None,
 ) -> _Attempt:
-    """Candidates, matching and the robust fit for one prior offset (``cache``: see ``shared_match``)."""
+    """Candidates, matching and the robust fit for one prior offset (``cache``: see ``shared_match``).
+
+    ``similarity``: the coarse similarity (common-grid target pixel -> reference pixel) through which
+    ``grid.target_on_grid`` was resampled; matched positions are mapped back through its inverse,
+    so ``result.target_xy`` is always on the common grid of the original target.
+    """
     extra: dict[str, Any] = {}
     if opts.method == SHARED_METHOD:
         from .shared_matching import SharedMatchOptions, shared_match
@@ -411,6 +587,8 @@ def _match_and_fit(
             len(centres), opts.candidates, opts.spacing, opts.window, opts.search_radius, offset,
         )
         result, device = _match_all(grid, ref_prep, tgt_prep, centres, opts, offset, progress)
+    if similarity is not None:
+        result.target_xy = apply_matrix(np.linalg.inv(similarity), result.target_xy)
     l1 = ~result.valid | ~(result.reliability >= opts.min_reliability)
     errors = list(result.errors)
     for k in np.nonzero(result.valid & (result.reliability < opts.min_reliability))[0]:
@@ -580,38 +758,67 @@ def _coregister(
     t = lap("prepare", t)
 
     offset, coarse_info = ((0, 0), {"used": False, "reason": "disabled"})
-    if opts.coarse:
+    similarities: list[np.ndarray] = []
+    if opts.coarse and _wants_similarity(opts, grid):
+        progress.report(0.06, "coarse rotation, scale and offset on overviews")
+        similarities, coarse_info = _coarse_similarity(grid, ref_prep, tgt_prep, opts)
+    if opts.coarse and not similarities:
         progress.report(0.06, "coarse offset on an overview")
-        offset, coarse_info = _coarse_offset(grid, ref_prep, tgt_prep, opts)
+        offset, translation_info = _coarse_offset(grid, ref_prep, tgt_prep, opts)
+        coarse_info = {**translation_info, "similarity": coarse_info} if coarse_info.get("model") else translation_info
     t = lap("coarse", t)
 
-    if coarse_info.get("used") and not coarse_info.get("confident") and offset != (0, 0):
-        hypotheses = [offset, (0, 0)]
+    hypotheses: list[tuple[tuple[int, int], np.ndarray | None]]
+    if similarities:
+        hypotheses = [((0, 0), m) for m in similarities]
+    elif coarse_info.get("used") and not coarse_info.get("confident") and offset != (0, 0):
+        hypotheses = [(offset, None), ((0, 0), None)]
     else:
-        hypotheses = [offset]
+        hypotheses = [(offset, None)]
     attempts: list[_Attempt] = []
     failures: list[str] = []
     networks: dict[str, Any] = {}  # models loaded once for all hypotheses
-    for i, hyp in enumerate(hypotheses):
+    for i, (hyp, sim) in enumerate(hypotheses):
         span = 0.7 / len(hypotheses)
         sub_progress = progress.sub(0.1 + i * span, 0.1 + (i + 1) * span)
         try:
-            attempts.append(_match_and_fit(grid, ref_prep, tgt_prep, opts, hyp, sub_progress, networks))
+            mgrid = grid if sim is None else _through_similarity(grid, sim, opts)
+            hopts, auto = resolve_matching_options(opts, mgrid)
+            if sim is not None and hopts.min_reliability > _SIMILARITY_MIN_RELIABILITY:
+                # Search windows centred by a verified whole-image similarity: a weak but central
+                # peak is kept for the robust fit, which (with the verdict) sorts them out.
+                hopts = replace(hopts, min_reliability=_SIMILARITY_MIN_RELIABILITY)
+                auto["min_reliability"] = _SIMILARITY_MIN_RELIABILITY
+            attempt = _match_and_fit(mgrid, ref_prep, tgt_prep, hopts, hyp, sub_progress, networks, sim)
+            attempt.grid, attempt.similarity, attempt.opts = mgrid, sim, hopts
+            attempt.extra.setdefault("auto_options", auto)
+            attempts.append(attempt)
         except TooFewTiePoints as exc:
             failures.append(str(exc))
     if not attempts:
         raise TooFewTiePoints(failures[0])
     best = max(attempts, key=lambda a: a.fit.n_inliers)
     if len(hypotheses) > 1:
-        coarse_info["hypotheses"] = {str(a.offset): a.fit.n_inliers for a in attempts}
-        coarse_info["chosen_offset"] = list(best.offset)
-        log.info("coarse hypotheses %s: kept offset %s", coarse_info["hypotheses"], best.offset)
+        key = "similarity_hypotheses" if similarities else "hypotheses"
+        coarse_info[key] = {str(k): a.fit.n_inliers for k, a in enumerate(attempts)} if similarities else {
+            str(a.offset): a.fit.n_inliers for a in attempts}
+        if similarities:
+            coarse_info["chosen_hypothesis"] = next(k for k, m in enumerate(similarities) if m is best.similarity)
+        else:
+            coarse_info["chosen_offset"] = list(best.offset)
+        log.info("coarse hypotheses %s: kept %s", coarse_info[key],
+                 coarse_info.get("chosen_hypothesis", best.offset))
+    if best.similarity is not None:
+        _describe_similarity(coarse_info, best.similarity, grid)
+    auto_options = best.extra.pop("auto_options", {})
+    opts = best.opts or opts
+    grid_used = best.grid or grid  # its overlap is where the matching ran
     result, fit, l1, errors, target_px, device = (best.result, best.fit, best.l1, best.errors, best.target_px,
                                                   best.device)
     t = lap("match", t)
     warnings: list[str] = list(grid.warnings)
-    fit = _guard_extrapolation(fit, result.ref_xy, _fit_source(result.target_xy, target_px), grid.overlap, opts,
-                               warnings)
+    fit = _guard_extrapolation(fit, result.ref_xy, _fit_source(result.target_xy, target_px), grid_used.overlap,
+                               opts, warnings)
     l2 = ~l1 & ~fit.inliers
     for k in np.nonzero(l2)[0]:
         errors[k] = errors[k] or "rejected by the robust fit"
@@ -626,18 +833,19 @@ def _coregister(
         l2_outlier=l2,
         errors=errors,
         matcher=result.matcher,
-        window=opts.window,
+        window=_sizes(opts)[1],
         reference=grid.reference_georef,
     )
     t = lap("estimate", t)
 
     report = _report(ref, tgt, grid, opts, fit, tiepoints, coarse_info, device, ref_mod, tgt_mod)
     report["warnings"] = warnings
+    report["auto_options"] = auto_options
     previews: dict[str, bytes] = {}
     if best.extra:
         previews = best.extra.pop("previews", {})
         report["shared_modality"] = best.extra
-    verdict = _judge(grid, opts, fit, tiepoints, result.target_xy, coarse_info, report)
+    verdict = _judge(grid_used, opts, fit, tiepoints, result.target_xy, coarse_info, report)
     if verdict.status == "failed" or (verdict.status == "uncertain" and not opts.verdict.keep_uncertain):
         refused = verdict.status == "uncertain"
         message = ("co-registration " + ("refused (uncertain, and uncertain results are not kept)" if refused

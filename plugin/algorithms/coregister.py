@@ -63,9 +63,9 @@ DEVICES: list[str] = ["auto", "cpu", "cuda"]
 DEFAULTS: dict[str, Any] = {
     "method": "structural",
     "transform": "affine",
-    "spacing": 128,
-    "window": 64,
-    "search_radius": 16,
+    "spacing": None,
+    "window": None,
+    "search_radius": None,
     "reference_modality": "auto",
     "target_modality": "auto",
     "sar_scale": "auto",
@@ -105,11 +105,13 @@ matcher of the shared method</b>).</li>
 <i>homography</i>, polynomials of order 1-3, or a thin-plate spline (<i>tps</i>). A shift or affine
 result only rewrites the geotransform (no resampling); the others warp the target.</li>
 <li><b>Tie-point spacing</b>: distance between candidate tie points on a regular grid, reference
-pixels.</li>
+pixels. 0 (default) = automatic: about 1000 candidates on large images, a dense grid on small ones.</li>
 <li><b>Matching window</b>: template size in pixels (even, at least 8). Larger windows are more
-reliable on SAR, smaller ones follow local distortions.</li>
+reliable on SAR, smaller ones follow local distortions. 0 (default) = automatic (64, smaller on
+small images).</li>
 <li><b>Search radius</b>: how far (pixels) each template is searched around its expected place,
-after the coarse offset.</li>
+after the coarse offset. 0 (default) = automatic: 1.5 x 50 m (the expected Sentinel-1 GRD
+georeferencing error) in pixels, 8-64 px; 16 px for images without georeferencing.</li>
 </ul>
 <h3>Advanced parameters</h3>
 <ul>
@@ -241,11 +243,10 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
                 defaultValue=TRANSFORMS.index(DEFAULTS["transform"]),
             )
         )
-        self.addParameter(
-            self._int(self.SPACING, "Tie-point spacing (reference pixels)", DEFAULTS["spacing"], 4, 100000)
-        )
-        self.addParameter(self._int(self.WINDOW, "Matching window (pixels, even)", DEFAULTS["window"], 8, 2048))
-        self.addParameter(self._int(self.SEARCH_RADIUS, "Search radius (pixels)", DEFAULTS["search_radius"], 1, 2048))
+        # 0 = automatic (CoregOptions' None): chosen from the overlap size and pixel size.
+        self.addParameter(self._int(self.SPACING, "Tie-point spacing (reference pixels, 0 = auto)", 0, 0, 100000))
+        self.addParameter(self._int(self.WINDOW, "Matching window (pixels, even, 0 = auto)", 0, 0, 2048))
+        self.addParameter(self._int(self.SEARCH_RADIUS, "Search radius (pixels, 0 = auto)", 0, 0, 2048))
 
         advanced: list[QgsProcessingParameterDefinition] = [
             QgsProcessingParameterBand(
@@ -402,12 +403,16 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
     def _resolve(self, parameters: Any, context: Any) -> dict[str, Any]:
         """Validate the parameters and build the worker job's ``reference``/``target``/``options``."""
         ref_layer, tgt_layer, reference, target = self._raster_pair(parameters, context)
-        window = self._window(parameters, context)
-        spacing = self.parameterAsInt(parameters, self.SPACING, context)
-        radius = self.parameterAsInt(parameters, self.SEARCH_RADIUS, context)
+        # 0 = automatic (None for the engine); anything else is checked.
+        window = self.parameterAsInt(parameters, self.WINDOW, context) or None
+        if window is not None:
+            window = self._window(parameters, context)
+        spacing = self.parameterAsInt(parameters, self.SPACING, context) or None
+        radius = self.parameterAsInt(parameters, self.SEARCH_RADIUS, context) or None
         for name, value in ((self.SPACING, spacing), (self.SEARCH_RADIUS, radius)):
-            if value < 1:
-                raise QgsProcessingException(f"{self._label(name)} ({name}) must be at least 1, got {value}.")
+            if value is not None and value < 1:
+                raise QgsProcessingException(f"{self._label(name)} ({name}) must be at least 1 (or 0: auto), "
+                                             f"got {value}.")
         assert ref_layer is not None and tgt_layer is not None
         method = MATCHERS[self.parameterAsEnum(parameters, self.METHOD, context)]
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
