@@ -447,7 +447,8 @@ def srif_cases(folder: Path, count: int, seed: int) -> list[BenchCase]:
     picks = sorted(rng.choice(small, n_small, replace=False).tolist()) + sorted(
         rng.choice(large, count - n_small, replace=False).tolist())
     root = DATA / "sar-optical" / "srif" / "dataset" / "Optical-SAR"
-    opts = {**SCENE_OPTIONS, "reference_modality": "optical", "target_modality": "sar"}
+    # Default options (automatic sizes, rotation / scale coarse search in pixel mode): no tuning.
+    opts = {"transform": "affine", "reference_modality": "optical", "target_modality": "sar"}
     out = []
     for p in picks:
         ref, tgt = root / f"pair{p}_1.jpg", root / f"pair{p}_2.jpg"
