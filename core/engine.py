@@ -434,6 +434,24 @@ def _through_similarity(grid: CommonGrid, similarity: np.ndarray, opts: CoregOpt
     return replace(grid, target_on_grid=warped, overlap=overlap)
 
 
+def _similarity_hypothesis(
+    similarity: np.ndarray, grid: CommonGrid
+) -> tuple[tuple[int, int], np.ndarray | None]:
+    """``(offset, similarity)`` to match with: a near-translation becomes a whole-pixel offset.
+
+    Below 1 deg of rotation and 2 % of scale the fine matching absorbs the rest (under 0.6 px
+    across a 64 px template), and matching the original target pixels avoids a resampling.
+    """
+    rotation = abs(float(np.degrees(np.arctan2(similarity[1, 0], similarity[0, 0]))))
+    scale = float(np.hypot(similarity[0, 0], similarity[1, 0]))
+    if rotation >= 1.0 or abs(scale - 1.0) >= 0.02:
+        return (0, 0), similarity
+    x0, y0, w, h = grid.overlap
+    centre = np.array([[x0 + w / 2.0, y0 + h / 2.0]])
+    off = (apply_matrix(np.linalg.inv(similarity), centre) - centre)[0]
+    return (int(round(off[0])), int(round(off[1]))), None
+
+
 def _describe_similarity(info: dict[str, Any], similarity: np.ndarray, grid: CommonGrid) -> None:
     """Put the chosen similarity into the coarse report entry."""
     x0, y0, w, h = grid.overlap
@@ -770,7 +788,7 @@ def _coregister(
 
     hypotheses: list[tuple[tuple[int, int], np.ndarray | None]]
     if similarities:
-        hypotheses = [((0, 0), m) for m in similarities]
+        hypotheses = [_similarity_hypothesis(m, grid) for m in similarities]
     elif coarse_info.get("used") and not coarse_info.get("confident") and offset != (0, 0):
         hypotheses = [(offset, None), ((0, 0), None)]
     else:
@@ -792,24 +810,28 @@ def _coregister(
             attempt = _match_and_fit(mgrid, ref_prep, tgt_prep, hopts, hyp, sub_progress, networks, sim)
             attempt.grid, attempt.similarity, attempt.opts = mgrid, sim, hopts
             attempt.extra.setdefault("auto_options", auto)
+            attempt.extra["hypothesis"] = i
             attempts.append(attempt)
         except TooFewTiePoints as exc:
             failures.append(str(exc))
     if not attempts:
         raise TooFewTiePoints(failures[0])
     best = max(attempts, key=lambda a: a.fit.n_inliers)
+    tried = {int(a.extra.pop("hypothesis")): a for a in attempts}
+    chosen = next(k for k, a in tried.items() if a is best)
     if len(hypotheses) > 1:
         key = "similarity_hypotheses" if similarities else "hypotheses"
-        coarse_info[key] = {str(k): a.fit.n_inliers for k, a in enumerate(attempts)} if similarities else {
-            str(a.offset): a.fit.n_inliers for a in attempts}
+        coarse_info[key] = ({str(k): a.fit.n_inliers for k, a in tried.items()} if similarities
+                            else {str(a.offset): a.fit.n_inliers for a in attempts})
         if similarities:
-            coarse_info["chosen_hypothesis"] = next(k for k, m in enumerate(similarities) if m is best.similarity)
+            coarse_info["chosen_hypothesis"] = chosen
         else:
             coarse_info["chosen_offset"] = list(best.offset)
         log.info("coarse hypotheses %s: kept %s", coarse_info[key],
                  coarse_info.get("chosen_hypothesis", best.offset))
-    if best.similarity is not None:
-        _describe_similarity(coarse_info, best.similarity, grid)
+    if similarities:
+        _describe_similarity(coarse_info, similarities[chosen], grid)
+        coarse_info["resampled_through_similarity"] = best.similarity is not None
     auto_options = best.extra.pop("auto_options", {})
     opts = best.opts or opts
     grid_used = best.grid or grid  # its overlap is where the matching ran
