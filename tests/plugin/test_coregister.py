@@ -149,7 +149,9 @@ def test_plugin_lists_match_the_core(sarcoreg_provider) -> None:  # type: ignore
     alg = QgsApplication.processingRegistry().algorithmById(ALG)
     assert alg is not None and alg.displayName() == "Co-register SAR to optical"
     p = alg.parameterDefinition
-    assert p("SPACING").defaultValue() == 128 and p("WINDOW").defaultValue() == 64
+    # 0 = automatic sizes (CoregOptions' None), chosen from the overlap and pixel size.
+    assert p("SPACING").defaultValue() == 0 and p("WINDOW").defaultValue() == 0
+    assert p("SEARCH_RADIUS").defaultValue() == 0
     assert alg_module.TRANSFORMS[p("TRANSFORM").defaultValue()] == "affine"
     advanced = {
         d.name() for d in alg.parameterDefinitions() if d.flags() & QgsProcessingParameterDefinition.FlagAdvanced
@@ -388,3 +390,21 @@ def test_learned_method_without_its_model_says_what_is_missing(sarcoreg_provider
     params.update(METHOD=alg_module.MATCHERS.index("structural"))
     with pytest.raises(QgsProcessingException, match="MODEL"):
         processing.run(ALG, params)
+
+
+def test_zero_sizes_mean_automatic(sarcoreg_provider, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """SPACING / WINDOW / SEARCH_RADIUS left at 0 reach the engine as None: sized for the patch."""
+    import processing
+
+    ref, tgt = make_demo_inputs(tmp_path / "inputs", SHIFT)
+    out = tmp_path / "auto"
+    params = {"REFERENCE": str(ref), "TARGET": str(tgt), **SMALL, "SPACING": 0, "WINDOW": 0, "SEARCH_RADIUS": 0,
+              "OUTPUT": str(out / "coreg.tif"), "OUTPUT_FOLDER": str(out / "files")}
+    processing.run(ALG, params, feedback=_Log())
+    report = json.loads((out / "files" / "report.json").read_text(encoding="utf-8"))
+    # ~120 x 120 px Sentinel patches at 10 m: window ~30 (a quarter of the overlap), radius 8 (1.5 x 50 m at
+    # 10 m, floored), spacing a quarter of the window.
+    assert report["auto_options"]["window"] == report["options"]["window"]
+    assert 24 <= report["options"]["window"] <= 32
+    assert report["options"]["search_radius"] == 8
+    assert report["n_candidates"] >= 50
