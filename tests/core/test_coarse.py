@@ -52,7 +52,7 @@ def test_auto_sizes_give_100_plus_candidates_on_a_500px_image(tmp_path: Path, pi
     grid = common_grid(open_raster(path), open_raster(path))
     opts, auto = resolve_matching_options(CoregOptions(), grid)
     assert set(auto) >= {"spacing", "window", "search_radius"}
-    centres = _candidates(grid, None, opts, (0, 0))  # type: ignore[arg-type]  # grid candidates need no prep
+    centres = _candidates(grid, None, opts, (0, 0))  # grid candidates need no preparation
     assert len(centres) >= 100, (opts.spacing, opts.window, opts.search_radius)
     # Pixel mode takes the pixel default; a 10 m georeferenced pair sizes it from 50 m.
     assert opts.search_radius == (16 if pixel is None else 8)
