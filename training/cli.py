@@ -209,11 +209,17 @@ def _shared(argv: list[str]) -> int:
     return shared_main(argv)
 
 
+def _refine_volkov(argv: list[str]) -> int:
+    from sarcoreg.training.refine_alignment import main as refine_main  # volkov-1024 alignment (issue 15)
+
+    return refine_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``sarcoreg-train <model> [options]`` (models: ``rrlnet``)."""
     args = list(sys.argv[1:] if argv is None else argv)
     models = {"rrlnet": _rrlnet, "bnn": _bnn, "bnn-moco": _bnn_moco, "aae": _aae, "aae-eval": _aae_eval,
-              "shared": _shared}
+              "shared": _shared, "refine-volkov": _refine_volkov}
     if not args or args[0] not in models:
         print(f"usage: sarcoreg-train {{{','.join(models)}}} [options]  (try: sarcoreg-train rrlnet -h)")
         return 2
