@@ -154,8 +154,11 @@ def _rrlnet(argv: list[str]) -> int:
     p.add_argument("--bn-recalibrate", type=int, default=4, metavar="BATCHES",
                    help="re-estimate BatchNorm statistics on this many batches before each validation (0: off)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast of the forward pass (1.8x faster on AVX-512-bf16 CPUs; weights stay fp32)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget; stops after the running step")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="wall-clock budget in total over resumed runs (resume with a larger one); ends after the step")
     p.add_argument("--resume", help="last.pt of an earlier run")
     p.add_argument("--seed", type=int, default=100)
     p.add_argument("--no-progress", action="store_true")
@@ -170,6 +173,7 @@ def _rrlnet(argv: list[str]) -> int:
         epochs=a.epochs, steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr=a.lr,
         perceptual=perceptual, vgg19_weights=a.vgg19_weights, augment=not a.no_augment, device=a.device,
         threads=a.threads, max_minutes=a.max_minutes, seed=a.seed, bn_recalibrate_batches=a.bn_recalibrate,
+        bf16=a.bf16,
     )
     res = train_rrlnet(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress,
                        log=lambda s: print(s, flush=True))
