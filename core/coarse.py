@@ -331,6 +331,28 @@ def estimate_similarity(
     for r in refined:
         if all(_angle_gap(r[1], o[1]) > 3.0 or abs(math.log(r[2] / o[2])) > 0.05 for o in distinct):
             distinct.append(r)
+    # Polish each hypothesis on the full-resolution overview (finer angle and scale steps): the
+    # fine matching then starts from a prior good to about 1-2 px.
+    if max(ref.shape) > refine_side:
+        top = _make_level(ref, tgt, max(ref.shape))
+        polished = []
+        for score, a0, s0, _ in distinct:
+            sc0, m0 = _score(top, a0, s0)
+            best = (sc0, m0, a0, s0)
+            da, ds = angle_step_deg / 2.0 ** (refine_steps + 1), math.log(scale_step) / 2.0 ** (refine_steps + 1)
+            for _ in range(2):
+                a_c, s_c = best[2], best[3]
+                for a in (a_c - da, a_c, a_c + da):
+                    for sv in (s_c * math.exp(-ds), s_c, s_c * math.exp(ds)):
+                        if a == a_c and sv == s_c:
+                            continue
+                        sc, mat = _score(top, a, sv)
+                        evaluations += 1
+                        if sc > best[0]:
+                            best = (sc, mat, a, sv)
+                da, ds = da / 2.0, ds / 2.0
+            polished.append((score, best[2], best[3], best[1]))
+        distinct = polished
     full = distinct[0][3]
     score = distinct[0][0]
     runner = distinct[1][0] if len(distinct) > 1 else 0.0
