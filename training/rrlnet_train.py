@@ -100,12 +100,15 @@ def ncc_scores(images: np.ndarray) -> np.ndarray:
     Returns:
         ``(N,)`` float64 NCC in [-1, 1] (0 where a patch is constant); higher = more similar.
     """
-    x = np.asarray(images, np.float64).reshape(len(images), 2, -1)
-    x = x - x.mean(axis=2, keepdims=True)
-    norm = np.sqrt((x**2).sum(axis=2))
-    den = norm[:, 0] * norm[:, 1]
-    num = (x[:, 0] * x[:, 1]).sum(axis=1)
-    return np.divide(num, den, out=np.zeros(len(x)), where=den > 0)
+    out = np.zeros(len(images))
+    for i in range(0, len(images), 4096):  # chunks: bounded memory for 10^5-pair sets
+        x = np.asarray(images[i : i + 4096], np.float64).reshape(-1, 2, images.shape[-1] * images.shape[-2])
+        x = x - x.mean(axis=2, keepdims=True)
+        norm = np.sqrt((x**2).sum(axis=2))
+        den = norm[:, 0] * norm[:, 1]
+        num = (x[:, 0] * x[:, 1]).sum(axis=1)
+        out[i : i + len(x)] = np.divide(num, den, out=np.zeros(len(x)), where=den > 0)
+    return out
 
 
 def _float_outputs(out: RRLNetOutputs) -> RRLNetOutputs:
