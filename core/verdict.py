@@ -33,7 +33,10 @@ The rules (thresholds are fields of :class:`VerdictOptions`):
    implied about scale and rotation, so only the shear bounds apply.
 5. **Agreement with the coarse stage** (``max_coarse_disagreement_px``): when the coarse stage
    was confident, the fitted shift at the centre of the overlap must agree with its offset within
-   ``max(max_coarse_disagreement_px, 2 x overview factor)`` pixels, else ``uncertain``.
+   ``max(max_coarse_disagreement_px, 2 x overview factor)`` pixels, else ``uncertain``. A coarse
+   rotation / scale similarity (plain images) is an independent estimate of the whole mapping:
+   the fit must agree with it within ``max_similarity_disagreement_px`` (2.5 px) at the corners of
+   the matched area (:func:`similarity_disagreement`), else ``uncertain``.
 6. **Independent accuracy** (``max_cv_px``, ``max_cv_px_failed``): the cross-validated
    check-point error ``rmse_cv_px`` of :func:`cross_validated_rmse` (each inlier predicted by a
    plain least-squares fit of the same kind on the other inliers; leave-one-out up to
@@ -67,6 +70,7 @@ __all__ = [
     "cross_validated_rmse",
     "decompose_linear",
     "judge",
+    "similarity_disagreement",
     "spread_cells",
 ]
 
@@ -103,6 +107,10 @@ class VerdictOptions:
         max_coarse_disagreement_px: Disagreement between a confident coarse offset and the fitted
             shift at the overlap's centre above which ``uncertain`` (at least twice the coarse
             overview's decimation factor is allowed).
+        max_similarity_disagreement_px: Largest corner distance between the fit and a coarse
+            rotation / scale similarity above which ``uncertain`` (at least twice the overview
+            factor). The similarity is polished to about 0.25 deg and 0.5 % of scale, about 1.5 px
+            at the corners of a 256 px image, so 2.5 px leaves about 1 px for the fit's own error.
         max_cv_px: Cross-validated check-point RMSE above which ``uncertain`` (reference px).
         max_cv_px_failed: Cross-validated RMSE above which ``failed`` (reference px).
         loo_max_points: Leave-one-out cross-validation up to this many inliers, k-fold above.
@@ -123,6 +131,7 @@ class VerdictOptions:
     max_shear: float = 0.05
     max_shear_failed: float = 0.20
     max_coarse_disagreement_px: float = 3.0
+    max_similarity_disagreement_px: float = 2.5
     max_cv_px: float = 1.5
     max_cv_px_failed: float = 5.0
     loo_max_points: int = 60
@@ -550,6 +559,20 @@ def judge(
                           f"centre ({gap:.1f} px apart). One of them is wrong: check the tie points in the report, "
                           "or enlarge the search radius.")
 
+    # 5b. Agreement with a coarse similarity (the rotation / scale search of plain images): it is
+    # never "confident" as one peak, but it is an independent estimate of the same mapping, so a fit
+    # that strays from it by more than its accuracy at the corners of the matched area is suspect.
+    c = coarse or {}
+    if c.get("used") and c.get("model") == "similarity" and c.get("matrix_px") is not None:
+        gap = similarity_disagreement(model, np.asarray(c["matrix_px"], np.float64), overlap)
+        tol = max(opts.max_similarity_disagreement_px, 2.0 * float(c.get("factor") or 1.0))
+        checks.update(similarity_disagreement_px=json_float(gap), similarity_tolerance_px=tol)
+        if not gap <= tol:
+            rules.add("uncertain", f"The coarse rotation / scale search and the fitted transform disagree by up to "
+                      f"{gap:.1f} px at the corners of the matched area (more than {tol:g} px). One of them is "
+                      "wrong: check the tie points and the checkerboard in the report, or try another matching "
+                      "method or a shift/affine transform.")
+
     # 6. Cross-validated accuracy.
     cv = cross_validated_rmse(np.asarray(src_xy, np.float64)[inl], pts, kind, tps_smoothing=tps_smoothing,
                               loo_max_points=opts.loo_max_points, folds=opts.folds, seed=seed)
@@ -564,6 +587,33 @@ def judge(
                   "each other: try a larger window, another matching method, a lower RANSAC threshold, or a "
                   "transform that fits the distortion.")
     return Verdict(rules.status(), [s for _, s in rules.items], cv.rmse_px, checks)
+
+
+def similarity_disagreement(model: GeometricModel, similarity: np.ndarray,
+                            overlap: tuple[int, int, int, int]) -> float:
+    """Largest distance (px) between ``model`` and a coarse ``similarity`` at the overlap's corners.
+
+    Both map the same source (common-grid target pixels) to reference pixels; the corners are those
+    of ``overlap`` on the reference grid, taken back through the similarity to the source.
+
+    Args:
+        model: The fitted model (source -> reference pixels).
+        similarity: ``(3, 3)`` coarse similarity (source -> reference pixels).
+        overlap: ``(x0, y0, w, h)`` matched area on the reference grid.
+
+    Returns:
+        The largest corner distance; inf when it cannot be computed.
+    """
+    x0, y0, w, h = (float(v) for v in overlap)
+    corners = np.array([[x0, y0], [x0 + w, y0], [x0, y0 + h], [x0 + w, y0 + h]])
+    try:
+        inv = np.linalg.inv(np.asarray(similarity, np.float64))
+    except np.linalg.LinAlgError:
+        return math.inf
+    src = corners @ inv[:2, :2].T + inv[:2, 2]
+    pred = np.asarray(model.apply(src), np.float64)
+    d = np.hypot(*(pred - corners).T)
+    return float(d.max()) if np.isfinite(d).all() else math.inf
 
 
 def _plausibility(rules: _Rules, parts: dict[str, float], georeferenced: bool, opts: VerdictOptions) -> None:

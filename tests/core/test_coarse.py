@@ -11,7 +11,7 @@ import pytest
 from osgeo import gdal
 from sarcoreg.core.candidates import auto_matching_sizes, grid_candidates
 from sarcoreg.core.coarse import apply_matrix, similarity_matrix
-from sarcoreg.core.engine import CoregOptions, _candidates, coregister, resolve_matching_options
+from sarcoreg.core.engine import CoregistrationFailed, CoregOptions, _candidates, coregister, resolve_matching_options
 from sarcoreg.core.raster_io import common_grid, open_raster
 from sarcoreg.core.synthetic import corner_error, write_geotiff
 
@@ -144,3 +144,39 @@ def test_rotated_scaled_shifted_sar_is_recovered(tmp_path: Path) -> None:
     assert ace < 3.0, (ace, res.report["coarse"])
     assert abs(res.report["coarse"]["rotation_deg"] - 10.0) < 2.0
     assert abs(res.report["coarse"]["scale"] - 1.27) < 0.04
+
+
+@pytest.mark.parametrize("pair", [47, 105])
+def test_srif_fit_that_strays_from_the_coarse_similarity_is_not_ok(pair: int) -> None:
+    """SRIF pairs whose affine fit locks onto tie points 4-12 px from the truth (was ``ok``).
+
+    The coarse rotation / scale similarity is an independent estimate of the same mapping; the
+    verdict compares the two at the corners of the matched area.
+    """
+    ref = shared_data(*SRIF, f"pair{pair}_1.jpg")
+    tgt = shared_data(*SRIF, f"pair{pair}_2.jpg")
+    opts = CoregOptions(reference_modality="optical", target_modality="sar")
+    try:
+        res = coregister(ref, tgt, None, opts)
+        status, report = res.report["status"], res.report
+        ace = corner_error(res.target_to_reference, _srif_truth(pair), 256.0, 256.0)
+    except CoregistrationFailed as exc:
+        status, report, ace = "failed", exc.report or {}, math.inf
+    assert ace > 3.0  # the case is a real trap: the fit is off
+    assert status != "ok"
+    checks = report["verdict"]["checks"]
+    assert checks["similarity_disagreement_px"] > checks["similarity_tolerance_px"]
+
+
+def test_similarity_disagreement_measures_corner_distance() -> None:
+    from sarcoreg.core.estimation.models import AffineModel
+    from sarcoreg.core.verdict import similarity_disagreement
+
+    sim = similarity_matrix(10.0, 1.2, 5.0, -3.0)
+    same = AffineModel(sim)
+    assert similarity_disagreement(same, sim, (0, 0, 200, 100)) < 1e-9
+    moved = AffineModel(np.array([[1.0, 0.0, 4.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ sim)
+    assert abs(similarity_disagreement(moved, sim, (0, 0, 200, 100)) - 4.0) < 1e-9
+    # A 1 % scale about the origin: the far corner (200, 100) moves by 1 % of its distance.
+    scaled = AffineModel(np.diag([1.01, 1.01, 1.0]) @ sim)
+    assert abs(similarity_disagreement(scaled, sim, (0, 0, 200, 100)) - 0.01 * math.hypot(200, 100)) < 1e-9
