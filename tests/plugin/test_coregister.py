@@ -30,6 +30,8 @@ from sarcoreg.core.demo import make_demo_inputs
 from sarcoreg.core.sample_data import bigearthnet_pairs
 from sarcoreg.plugin.algorithms import coregister as alg_module
 
+from tests.plugin.feedback import LogFeedback
+
 pytestmark = pytest.mark.qgis
 
 ALG = "sarcoreg:coregister"
@@ -65,27 +67,7 @@ AROSICS_FIELDS = {
 }
 
 
-class _Log(QgsProcessingFeedback):
-    """Feedback that keeps the log and can cancel itself once the worker reports progress."""
-
-    def __init__(self, cancel_at: float | None = None) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-        self.errors: list[tuple[str, bool]] = []
-        self.cancel_at = cancel_at
-        self.progressChanged.connect(self._on_progress)
-
-    def _on_progress(self, value: float) -> None:
-        if self.cancel_at is not None and value >= self.cancel_at and not self.isCanceled():
-            self.cancel()
-
-    def pushInfo(self, info: str) -> None:  # noqa: N802
-        self.lines.append(info)
-        super().pushInfo(info)
-
-    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803
-        self.errors.append((error, fatalError))
-        super().reportError(error, fatalError)
+_Log = LogFeedback
 
 
 def _inlier_median_shift(layer: QgsVectorLayer) -> tuple[float, float]:

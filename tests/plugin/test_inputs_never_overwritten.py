@@ -27,6 +27,8 @@ from qgis.core import (
 )
 from sarcoreg.core.demo import make_demo_inputs
 
+from tests.plugin.feedback import LogFeedback
+
 pytestmark = pytest.mark.qgis
 
 
@@ -161,26 +163,7 @@ def test_folder_files_match_the_engine_outputs() -> None:
 
 
 # ----------------------------------------------------------------------------- output folder re-runs
-class _Log(QgsProcessingFeedback):
-    """Keeps info and warnings; cancels itself once the progress reaches ``cancel_at`` (percent)."""
-
-    def __init__(self, cancel_at: float | None = None) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-        self.cancel_at = cancel_at
-        self.progressChanged.connect(self._on_progress)
-
-    def _on_progress(self, value: float) -> None:
-        if self.cancel_at is not None and value >= self.cancel_at and not self.isCanceled():
-            self.cancel()
-
-    def pushInfo(self, info: str) -> None:  # noqa: N802
-        self.lines.append(info)
-        super().pushInfo(info)
-
-    def pushWarning(self, warning: str) -> None:  # noqa: N802
-        self.lines.append(warning)
-        super().pushWarning(warning)
+_Log = LogFeedback
 
 
 def _visible(folder: Path) -> dict[str, str]:
