@@ -160,6 +160,8 @@ def _rrlnet(argv: list[str]) -> int:
     p.add_argument("--max-minutes", type=float, default=None,
                    help="wall-clock budget in total over resumed runs (resume with a larger one); ends after the step")
     p.add_argument("--resume", help="last.pt of an earlier run")
+    p.add_argument("--init", help="start from these network weights (best.pt, last.pt or an fp16 warm-start file; "
+                                  "fresh optimiser)")
     p.add_argument("--seed", type=int, default=100)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -175,7 +177,7 @@ def _rrlnet(argv: list[str]) -> int:
         threads=a.threads, max_minutes=a.max_minutes, seed=a.seed, bn_recalibrate_batches=a.bn_recalibrate,
         bf16=a.bf16,
     )
-    res = train_rrlnet(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress,
+    res = train_rrlnet(train, val, a.out, cfg, resume=a.resume, init=a.init, progress=not a.no_progress,
                        log=lambda s: print(s, flush=True))
     summary = {"data": info, **{k: v for k, v in res.__dict__.items() if k != "history"}}
     Path(a.out, "summary.json").write_text(json.dumps(summary, indent=1, default=str))

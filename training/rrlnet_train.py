@@ -45,7 +45,8 @@ from sarcoreg.training.rrlnet_losses import RRLNetLoss, make_perceptual
 
 from .step_hook import report_epoch_step
 
-__all__ = ["TrainConfig", "TrainResult", "ncc_scores", "recalibrate_batchnorm", "score_patchset", "train_rrlnet"]
+__all__ = ["TrainConfig", "TrainResult", "load_initial_weights", "ncc_scores", "recalibrate_batchnorm",
+           "score_patchset", "train_rrlnet"]
 
 
 @dataclass
@@ -159,6 +160,26 @@ def recalibrate_batchnorm(net: RRLNet, data: PatchSet, device: torch.device, bat
     net.train(was_training)
 
 
+def load_initial_weights(net: RRLNet, path: str | Path) -> None:
+    """Load the full (unpruned) network weights of ``path`` into ``net``, as float32.
+
+    ``path`` holds a checkpoint dict with ``"model"`` (``best.pt`` / ``last.pt``) or a plain state
+    dict; fp16 tensors (a small warm-start file) are cast to the parameter's dtype.
+
+    Raises:
+        ValueError: the file's tensors do not fit the network (the message names the file).
+    """
+    state = load_torch_weights(path, "initial weights")
+    weights = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(weights, dict):
+        raise ValueError(f"initial weights {path}: expected a state dict or a checkpoint with 'model'")
+    own = net.state_dict()
+    try:
+        net.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in weights.items()})
+    except RuntimeError as exc:
+        raise ValueError(f"initial weights {path} do not fit the unpruned RRL-Net: {str(exc)[:300]}") from None
+
+
 def train_rrlnet(
     train: PatchSet,
     val: PatchSet,
@@ -166,6 +187,7 @@ def train_rrlnet(
     config: TrainConfig | None = None,
     *,
     resume: str | Path | None = None,
+    init: str | Path | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
@@ -177,6 +199,9 @@ def train_rrlnet(
         out_dir: Folder for checkpoints and the history.
         config: Options; default the paper's recipe.
         resume: A ``last.pt`` written by an earlier run: continue from it.
+        init: Network weights to start from (a ``best.pt`` / ``last.pt`` or a plain state dict,
+            fp16 or fp32; see :func:`load_initial_weights`); the optimiser, step count and history
+            start afresh. Ignored with ``resume``.
         progress: Show a tqdm progress bar per epoch.
         log: Where one line per epoch goes.
 
@@ -200,6 +225,9 @@ def train_rrlnet(
     best = {"fpr95": math.inf, "auc": 0.0, "epoch": -1}
     history: list[dict[str, Any]] = []
     spent = 0.0
+    if init is not None and resume is None:
+        load_initial_weights(net, init)
+        log(f"network weights from {init}")
     if resume is not None:
         state = load_torch_weights(resume, "checkpoint")
         net.load_state_dict(state["model"])

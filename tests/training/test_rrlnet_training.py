@@ -194,3 +194,24 @@ def test_pipeline_overfits_a_tiny_real_set(tmp_path: Path) -> None:
     assert res.history[0]["val_ncc_fpr95"] > 0.5  # not separable by plain correlation
     assert min(fprs) <= 0.10, fprs
     assert res.history[-1]["val_auc"] >= 0.97
+
+
+def test_initial_weights_load_from_an_fp16_file_and_a_wrong_file_is_named(tmp_path: Path) -> None:
+    """``--init``: an fp16 warm-start file (a committed checkpoint's network) loads as float32."""
+    import torch
+    from sarcoreg.models.rrlnet import RRLNet
+    from sarcoreg.training.rrlnet_train import load_initial_weights
+
+    torch.manual_seed(3)
+    src = RRLNet()
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in src.state_dict().items()}
+    torch.save({"model": half, "step": 7}, tmp_path / "warm.pt")
+    net = RRLNet()
+    load_initial_weights(net, tmp_path / "warm.pt")
+    for k, v in net.state_dict().items():
+        assert v.dtype == src.state_dict()[k].dtype
+        if v.is_floating_point():
+            assert torch.equal(v, half[k].float()), k
+    torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="other.pt do not fit"):
+        load_initial_weights(RRLNet(), tmp_path / "other.pt")
