@@ -8,8 +8,9 @@ of ``setup.sh`` hides.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = {".venv", "tests", "bench", "tools", "build", "dist", "docs", ".git"}

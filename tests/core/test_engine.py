@@ -14,8 +14,8 @@ import pytest
 from osgeo import gdal, osr
 from sarcoreg.core.engine import OUTPUT_NAMES, CoregOptions, coregister
 from sarcoreg.core.exports import read_points, read_tiepoints_gpkg
-from sarcoreg.core.progress import Cancelled, Progress
 from sarcoreg.core.output_set import MANIFEST_NAME, read_output_set
+from sarcoreg.core.progress import Cancelled, Progress
 from sarcoreg.core.raster_io import RasterInputError
 from sarcoreg.core.synthetic import write_geotiff
 from scipy.ndimage import shift as nd_shift
