@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from .estimation import GeometricModel, min_points
+from .estimation.coords import affine_from_samples
 from .estimation.refit import fit_affine, fit_homography, fit_polynomial, fit_shift, fit_tps
 from .estimation.stats import json_float
 
@@ -331,15 +332,6 @@ def _hull_area(points: np.ndarray) -> float:
     return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
-def _affine_lstsq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """3 x 3 least-squares affine taking ``a`` ``(N, 2)`` onto ``b`` ``(N, 2)``."""
-    design = np.column_stack([a, np.ones(len(a))])
-    coef, *_ = np.linalg.lstsq(design, b, rcond=None)
-    m = np.eye(3)
-    m[:2, :] = coef.T
-    return m
-
-
 def correction_affine(
     model: Callable[[np.ndarray], np.ndarray],
     grid_xy: np.ndarray,
@@ -365,7 +357,7 @@ def correction_affine(
     g, s = grid_xy[ok], src_xy[ok]
     if len(np.unique(g, axis=0)) < 3:
         return None
-    prior = _affine_lstsq(g, s)  # grid -> src: the georeferencing, locally affine
+    prior = affine_from_samples(g, s)  # grid -> src: the georeferencing, locally affine
     lo, hi = g.min(axis=0), g.max(axis=0)
     if np.any(hi - lo < 1e-6):
         return None
@@ -374,7 +366,7 @@ def correction_affine(
     mapped = np.asarray(model(samples @ prior[:2, :2].T + prior[:2, 2]), np.float64)
     if not np.isfinite(mapped).all():
         return None
-    return _affine_lstsq(samples, mapped)
+    return affine_from_samples(samples, mapped)
 
 
 def decompose_linear(m: np.ndarray) -> dict[str, float]:
