@@ -247,6 +247,37 @@ def _angle_gap(a: float, b: float) -> float:
     return abs((a - b + 180.0) % 360.0 - 180.0)
 
 
+_Best = tuple[float, np.ndarray, float, float]
+
+
+def _climb(level: _Level, best: _Best, da: float, ds: float, steps: int,
+           scale_bounds: tuple[float, float] | None = None) -> tuple[_Best, int]:
+    """Refine ``best = (score, matrix, angle, scale)`` on ``level`` by a shrinking 3 x 3 neighbourhood.
+
+    Each step scores the 8 neighbours ``angle +- da`` x ``scale * exp(+-ds)`` (those within
+    ``scale_bounds`` when given) around the current best, keeps any better one, then halves ``da``
+    and ``ds``.
+
+    Returns:
+        The best ``(score, matrix, angle, scale)`` and the number of evaluations.
+    """
+    evaluations = 0
+    for _ in range(steps):
+        a_c, s_c = best[2], best[3]
+        for a in (a_c - da, a_c, a_c + da):
+            for s in (s_c * math.exp(-ds), s_c, s_c * math.exp(ds)):
+                if a == a_c and s == s_c:
+                    continue
+                if scale_bounds is not None and not scale_bounds[0] <= s <= scale_bounds[1]:
+                    continue
+                sc, mat = _score(level, a, s)
+                evaluations += 1
+                if sc > best[0]:
+                    best = (sc, mat, a, s)
+        da, ds = da / 2.0, ds / 2.0
+    return best, evaluations
+
+
 def estimate_similarity(
     reference: np.ndarray,
     target: np.ndarray,
@@ -311,19 +342,9 @@ def estimate_similarity(
     fine = _make_level(ref, tgt, refine_side)
     refined: list[tuple[float, float, float, np.ndarray]] = []
     for _, a0, s0 in seeds:
-        best = (*_score(fine, a0, s0), a0, s0)
-        da, ds = angle_step_deg / 2.0, math.log(scale_step) / 2.0
-        for _ in range(refine_steps):
-            a_c, s_c = best[2], best[3]
-            for a in (a_c - da, a_c, a_c + da):
-                for s in (s_c * math.exp(-ds), s_c, s_c * math.exp(ds)):
-                    if a == a_c and s == s_c or not lo_s / scale_step <= s <= hi_s * scale_step:
-                        continue
-                    sc, mat = _score(fine, a, s)
-                    evaluations += 1
-                    if sc > best[0]:
-                        best = (sc, mat, a, s)
-            da, ds = da / 2.0, ds / 2.0
+        best, n = _climb(fine, (*_score(fine, a0, s0), a0, s0), angle_step_deg / 2.0,
+                         math.log(scale_step) / 2.0, refine_steps, (lo_s / scale_step, hi_s * scale_step))
+        evaluations += n
         refined.append((best[0], best[2], best[3], best[1]))
     refined.sort(key=lambda r: r[0], reverse=True)
     # Distinct refined hypotheses (two seeds may converge on the same similarity).
@@ -337,20 +358,9 @@ def estimate_similarity(
         top = _make_level(ref, tgt, max(ref.shape))
         polished = []
         for score, a0, s0, _ in distinct:
-            sc0, m0 = _score(top, a0, s0)
-            best = (sc0, m0, a0, s0)
-            da, ds = angle_step_deg / 2.0 ** (refine_steps + 1), math.log(scale_step) / 2.0 ** (refine_steps + 1)
-            for _ in range(2):
-                a_c, s_c = best[2], best[3]
-                for a in (a_c - da, a_c, a_c + da):
-                    for sv in (s_c * math.exp(-ds), s_c, s_c * math.exp(ds)):
-                        if a == a_c and sv == s_c:
-                            continue
-                        sc, mat = _score(top, a, sv)
-                        evaluations += 1
-                        if sc > best[0]:
-                            best = (sc, mat, a, sv)
-                da, ds = da / 2.0, ds / 2.0
+            best, n = _climb(top, (*_score(top, a0, s0), a0, s0), angle_step_deg / 2.0 ** (refine_steps + 1),
+                             math.log(scale_step) / 2.0 ** (refine_steps + 1), 2)
+            evaluations += n
             polished.append((score, best[2], best[3], best[1]))
         distinct = polished
     full = distinct[0][3]
