@@ -942,6 +942,7 @@ def _judge(
         fallback=fallback,
         tps_smoothing=opts.tps_smoothing,
         seed=opts.seed,
+        threshold_px=fit.threshold_px,
         options=opts.verdict,
     )
     pixel_size = grid.reference.georef.pixel_size if grid.mode == "georeferenced" else 1.0
