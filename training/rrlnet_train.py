@@ -25,9 +25,7 @@ on request, ``best.onnx``.
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,17 +33,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from sarcoreg.models.patch_model import torch_device
 from sarcoreg.models.rrlnet import RRLNet, RRLNetOutputs, export_onnx
-from sarcoreg.models.safe_load import load_torch_weights, plain_data
+from sarcoreg.models.safe_load import load_torch_weights
 from sarcoreg.training.augment import augment_pairs
 from sarcoreg.training.metrics import auc, fpr95
 from sarcoreg.training.patches import PatchSet
 from sarcoreg.training.rrlnet_losses import RRLNetLoss, make_perceptual
+from typing_extensions import override
 
-from .step_hook import report_epoch_step
+from .loop import LoopConfig, TrainContext, TrainMethod, legacy_best, legacy_checkpoint, run_training, save_atomic
 
-__all__ = ["TrainConfig", "TrainResult", "load_initial_weights", "ncc_scores", "recalibrate_batchnorm",
+__all__ = ["TrainConfig", "TrainResult", "RRLNetMethod", "load_initial_weights", "ncc_scores", "recalibrate_batchnorm",
            "score_patchset", "train_rrlnet"]
 
 
@@ -180,6 +178,111 @@ def load_initial_weights(net: RRLNet, path: str | Path) -> None:
         raise ValueError(f"initial weights {path} do not fit the unpruned RRL-Net: {str(exc)[:300]}") from None
 
 
+class RRLNetMethod(TrainMethod):
+    """RRL-Net on :func:`~sarcoreg.training.loop.run_training`: Nadam, random pairs, FPR95 validation.
+
+    Args:
+        ctx: The loop's context (device, generator, DDP).
+        train: Training pairs.
+        val: Validation pairs.
+        cfg: Options.
+        init: Network weights to start from (see :func:`load_initial_weights`), or None.
+    """
+
+    name = "rrlnet"
+
+    def __init__(self, ctx: TrainContext, train: PatchSet, val: PatchSet, cfg: TrainConfig,
+                 init: str | Path | None = None) -> None:
+        self.ctx, self.train, self.val, self.cfg = ctx, train, val, cfg
+        self.net = RRLNet().to(ctx.device)
+        perceptual = make_perceptual(cfg.perceptual, cfg.vgg19_weights)
+        self.loss_fn = RRLNetLoss(perceptual, cfg.alpha, cfg.beta).to(ctx.device)
+        self.opt = torch.optim.NAdam(self.net.parameters(), lr=cfg.lr, momentum_decay=4e-3, eps=1e-7)
+        if init is not None:
+            load_initial_weights(self.net, init)
+            ctx.log(f"network weights from {init}")
+        self.trained = ctx.wrap(self.net)
+        self.ncc_f95 = math.nan
+
+    @override
+    def state_objects(self) -> dict[str, Any]:
+        return {"model": self.net, "optimizer": self.opt}
+
+    @override
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.cfg)
+
+    @override
+    def before_training(self, resumed: bool) -> None:
+        self.ncc_f95 = fpr95(self.val.labels, ncc_scores(self.val.images))
+        self.ctx.log(f"validation pairs {len(self.val)}: plain NCC FPR95 {self.ncc_f95 * 100:.2f} % "
+                     "(the baseline on these patches)")
+
+    @override
+    def start_epoch(self, epoch: int) -> None:
+        self.net.train()
+
+    @override
+    def train_step(self, step: int, epoch: int) -> dict[str, float]:
+        ctx, cfg, train = self.ctx, self.cfg, self.train
+        idx = np.sort(ctx.rng.choice(len(train), size=min(cfg.batch_size, len(train)), replace=False))
+        imgs = train.images[idx]
+        if cfg.augment:
+            imgs = augment_pairs(imgs, ctx.rng)
+        a, b = _to_tensors(ctx.shard(imgs), ctx.device)
+        y = torch.from_numpy(ctx.shard(train.labels[idx]).astype(np.float32)).to(ctx.device)
+        with ctx.autocast():
+            outputs = self.trained(a, b)
+        loss, parts = self.loss_fn(_float_outputs(outputs), a, b, y)
+        ctx.optimise(loss, self.opt)
+        return {"loss": float(loss.detach()), **parts}
+
+    @override
+    def step_postfix(self, parts: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{parts['loss']:.3f}", "bce": f"{parts['bce']:.3f}", "rec": f"{parts['rec']:.4f}"}
+
+    @override
+    def validate(self, epoch: int, steps: list[dict[str, float]]) -> dict[str, Any]:
+        cfg = self.cfg
+        if cfg.bn_recalibrate_batches > 0:
+            recalibrate_batchnorm(self.net, self.train, self.ctx.device, cfg.bn_recalibrate_batches, cfg.batch_size,
+                                  self.ctx.rng)
+        scores = score_patchset(self.net, self.val, self.ctx.device, cfg.val_batch)
+        return {"loss": float(np.mean([s["loss"] for s in steps])) if steps else math.nan,
+                "val_fpr95": fpr95(self.val.labels, scores), "val_auc": auc(self.val.labels, scores),
+                "val_ncc_fpr95": self.ncc_f95}
+
+    @override
+    def score(self, row: dict[str, Any]) -> float:
+        return float(row["val_fpr95"])
+
+    @override
+    def on_best(self, row: dict[str, Any], out: Path | None) -> None:
+        if out is not None:
+            save_atomic(self.net.inference_state_dict(), out / "best_inference.pt")
+
+    @override
+    def epoch_line(self, row: dict[str, Any], improved: bool) -> str:
+        return (f"epoch {row['epoch']}: loss {row['loss']:.4f}  val FPR95 {row['val_fpr95'] * 100:.2f} % "
+                f"(NCC {row['val_ncc_fpr95'] * 100:.1f} %)  AUC {row['val_auc']:.4f}"
+                f"{'  (best)' if improved else ''}  [{row['seconds']:.0f} s, step {row['step']}]")
+
+    @override
+    def legacy_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``last.pt`` of the hand-written RRL-Net loop (``epoch`` 0-based, ``best`` with ``fpr95`` / ``auc``)."""
+        old = dict(state.get("best") or {})
+        best = legacy_best(state.get("history", []), int(old.get("epoch", -1)), float(old.get("fpr95", math.inf)))
+        return legacy_checkpoint(state, self.name, epochs_done=int(state["epoch"]) + 1,
+                                 seconds=float(state.get("seconds", 0.0)), best=best)
+
+    @override
+    def export(self, out: Path) -> None:
+        if self.cfg.export_onnx:
+            best_net = RRLNet()
+            best_net.load_state_dict(load_torch_weights(out / "best.pt", "checkpoint")["model"])
+            export_onnx(best_net, out / "best.onnx")
+
+
 def train_rrlnet(
     train: PatchSet,
     val: PatchSet,
@@ -191,14 +294,15 @@ def train_rrlnet(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train RRL-Net on patch pairs.
+    """Train RRL-Net on patch pairs (one process, or one of ``torchrun``'s processes).
 
     Args:
         train: Training pairs ``(N, 2, 64, 64)`` uint8 + labels.
         val: Validation pairs (both classes present).
         out_dir: Folder for checkpoints and the history.
         config: Options; default the paper's recipe.
-        resume: A ``last.pt`` written by an earlier run: continue from it.
+        resume: A ``last.pt`` written by an earlier run (this loop's or the hand-written one's):
+            continue from it.
         init: Network weights to start from (a ``best.pt`` / ``last.pt`` or a plain state dict,
             fp16 or fp32; see :func:`load_initial_weights`); the optimiser, step count and history
             start afresh. Ignored with ``resume``.
@@ -211,121 +315,20 @@ def train_rrlnet(
     cfg = config or TrainConfig()
     if train.images.shape[2:] != (64, 64):
         raise ValueError(f"RRL-Net trains on 64 x 64 patches, got {train.images.shape[2:]}")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch_device(cfg.device)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    net = RRLNet().to(device)
-    loss_fn = RRLNetLoss(make_perceptual(cfg.perceptual, cfg.vgg19_weights), cfg.alpha, cfg.beta).to(device)
-    opt = torch.optim.NAdam(net.parameters(), lr=cfg.lr, momentum_decay=4e-3, eps=1e-7)
-    start_epoch, step = 0, 0
-    best = {"fpr95": math.inf, "auc": 0.0, "epoch": -1}
-    history: list[dict[str, Any]] = []
-    spent = 0.0
-    if init is not None and resume is None:
-        load_initial_weights(net, init)
-        log(f"network weights from {init}")
-    if resume is not None:
-        state = load_torch_weights(resume, "checkpoint")
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start_epoch, step, best, history = state["epoch"] + 1, state["step"], state["best"], state["history"]
-        spent = float(state.get("seconds", 0.0))
-        rng.bit_generator.state = state["rng"]
-        log(f"resumed from {resume}: epoch {start_epoch}, step {step}, best FPR95 {best['fpr95']:.4f}")
-    steps_per_epoch = cfg.steps_per_epoch or max(1, len(train) // cfg.batch_size)
-    budget = cfg.max_minutes * 60.0 if cfg.max_minutes else math.inf
-    ncc_f95 = fpr95(val.labels, ncc_scores(val.images))
-    log(f"validation pairs {len(val)}: plain NCC FPR95 {ncc_f95 * 100:.2f} % (the baseline on these patches)")
-    t0 = time.monotonic() - spent
-    stopped = False
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs):
-        net.train()
-        bar: Any = range(steps_per_epoch)
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(bar, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
-        losses = []
-        for i_step in bar:
-            idx = rng.choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)
-            imgs = train.images[np.sort(idx)]
-            if cfg.augment:
-                imgs = augment_pairs(imgs, rng)
-            a, b = _to_tensors(imgs, device)
-            y = torch.from_numpy(train.labels[np.sort(idx)].astype(np.float32)).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                outputs = net(a, b)
-            loss, parts = loss_fn(_float_outputs(outputs), a, b, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            report_epoch_step(epoch, cfg.epochs, i_step, steps_per_epoch)
-            losses.append(float(loss.detach()))
-            if progress:
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", bce=f"{parts['bce']:.3f}", rec=f"{parts['rec']:.4f}")
-            if time.monotonic() - t0 > budget:
-                stopped = True
-                break
-        if cfg.bn_recalibrate_batches > 0:
-            recalibrate_batchnorm(net, train, device, cfg.bn_recalibrate_batches, cfg.batch_size, rng)
-        scores = score_patchset(net, val, device, cfg.val_batch)
-        f95, area = fpr95(val.labels, scores), auc(val.labels, scores)
-        row = {
-            "epoch": epoch + 1,
-            "step": step,
-            "loss": float(np.mean(losses)) if losses else math.nan,
-            "val_fpr95": f95,
-            "val_auc": area,
-            "val_ncc_fpr95": ncc_f95,
-            "seconds": round(time.monotonic() - t0, 1),
-        }
-        history.append(row)
-        improved = f95 < best["fpr95"]
-        if improved:
-            best = {"fpr95": f95, "auc": area, "epoch": epoch + 1}
-            torch.save({"model": net.state_dict(), "epoch": epoch + 1, "metrics": plain_data(row)}, out / "best.pt")
-            torch.save(net.inference_state_dict(), out / "best_inference.pt")
-        log(
-            f"epoch {epoch + 1}: loss {row['loss']:.4f}  val FPR95 {f95 * 100:.2f} % (NCC {ncc_f95 * 100:.1f} %)"
-            f"  AUC {area:.4f}"
-            f"{'  (best)' if improved else ''}  [{row['seconds']:.0f} s, step {step}]"
-        )
-        torch.save(
-            {
-                "model": net.state_dict(),
-                "optimizer": opt.state_dict(),
-                "epoch": epoch,
-                "step": step,
-                "best": plain_data(best),
-                "history": plain_data(history),
-                "rng": plain_data(rng.bit_generator.state),
-                "seconds": time.monotonic() - t0,
-                "config": plain_data(asdict(cfg)),
-            },
-            out / "last.pt",
-        )
-        (out / "history.json").write_text(json.dumps({"config": asdict(cfg), "history": history}, indent=1))
-        if stopped:
-            log(f"stopped: time budget of {cfg.max_minutes} min used")
-            break
-    if cfg.export_onnx and (out / "best.pt").is_file():
-        best_net = RRLNet()
-        best_net.load_state_dict(load_torch_weights(out / "best.pt", "checkpoint")["model"])
-        export_onnx(best_net, out / "best.onnx")
+    loop = LoopConfig(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch or max(1, len(train) // cfg.batch_size),
+                      max_minutes=cfg.max_minutes, seed=cfg.seed, device=cfg.device, threads=cfg.threads,
+                      bf16=cfg.bf16, progress=progress)
+    res = run_training(lambda ctx: RRLNetMethod(ctx, train, val, cfg, None if resume is not None else init),
+                       out_dir, loop, resume=resume, log=log)
+    found = res.best["epoch"] >= 0
     return TrainResult(
-        best_fpr95=float(best["fpr95"]),
-        best_auc=float(best["auc"]),
-        best_epoch=int(best["epoch"]),
-        epochs_run=epoch + 1,
-        steps=step,
-        seconds=round(time.monotonic() - t0, 1),
-        stopped_by_budget=stopped,
-        out_dir=str(out),
-        history=history,
+        best_fpr95=float(res.best["metrics"]["val_fpr95"]) if found else math.inf,
+        best_auc=float(res.best["metrics"]["val_auc"]) if found else 0.0,
+        best_epoch=int(res.best["epoch"]),
+        epochs_run=res.epochs_run,
+        steps=res.steps,
+        seconds=res.seconds,
+        stopped_by_budget=res.stopped_by_budget,
+        out_dir=res.out_dir,
+        history=res.history,
     )
