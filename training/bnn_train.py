@@ -19,9 +19,7 @@ its ``bnn_config``, loadable by :func:`sarcoreg.models.load`), ``best.onnx``, ``
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,15 +28,17 @@ from typing import Any
 import numpy as np
 import torch
 from sarcoreg.models.bnn import BNN, export_onnx
-from sarcoreg.models.patch_model import torch_device
-from sarcoreg.models.safe_load import load_torch_weights, plain_data
+from sarcoreg.models.safe_load import load_torch_weights
 from sarcoreg.training.bnn_losses import balanced_indices, bnn_loss, to_tensor
 from sarcoreg.training.metrics import auc, fpr95, roc_curve
 from sarcoreg.training.pair_datasets import AlignedPatches, eval_pairs
+from torch import nn
+from typing_extensions import override
 
-from .step_hook import report_epoch_step
+from .loop import LoopConfig, TrainContext, TrainMethod, legacy_best, legacy_checkpoint, run_training, save_atomic
 
 __all__ = [
+    "BNNMethod",
     "BNNTrainConfig",
     "BNNTrainResult",
     "best_threshold",
@@ -74,6 +74,7 @@ class BNNTrainConfig:
     seed: int = 100
     val_batch: int = 128
     export_onnx: bool = True
+    bf16: bool = False
 
 
 @dataclass
@@ -187,6 +188,117 @@ def _augment(sar: np.ndarray, opt: np.ndarray, rng: np.random.Generator) -> tupl
     return pairs[:, 1], pairs[:, 0]
 
 
+class _Distance(nn.Module):
+    """``h`` of a BNN as a ``forward`` (DistributedDataParallel syncs gradients of ``forward`` calls only)."""
+
+    def __init__(self, net: BNN) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Optical ``a`` and SAR ``b`` ``(N, 1, P, P)`` -> ``h`` ``(N,)``."""
+        return self.net.distance(a, b)
+
+
+class BNNMethod(TrainMethod):
+    """The BNN on :func:`~sarcoreg.training.loop.run_training`: balanced batches, accuracy-picked best epoch.
+
+    Args:
+        ctx: The loop's context.
+        train: Training pool.
+        val: Validation pool.
+        cfg: Options.
+        load_moco: Initialise the towers from the MoCo encoders of ``cfg`` (``init="moco"``, not resuming).
+    """
+
+    name = "bnn"
+    label = "bnn"
+
+    def __init__(self, ctx: TrainContext, train: AlignedPatches, val: AlignedPatches, cfg: BNNTrainConfig,
+                 load_moco: bool) -> None:
+        self.ctx, self.train, self.val, self.cfg = ctx, train, val, cfg
+        self.net = BNN(cfg.backbone, patch_size=train.patch_size, width=cfg.width)
+        if load_moco:
+            if not cfg.moco_sar or not cfg.moco_opt:
+                raise ValueError("init='moco' needs moco_sar and moco_opt (encoder_*.pt of sarcoreg-train bnn-moco)")
+            from sarcoreg.training.moco import transfer_to_bnn
+
+            transfer_to_bnn(self.net, cfg.moco_sar, cfg.moco_opt)
+            ctx.log(f"towers initialised from {cfg.moco_sar} and {cfg.moco_opt}")
+        self.net.to(ctx.device)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)
+        self.trained = ctx.wrap(_Distance(self.net))
+        self._roc: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
+
+    @override
+    def state_objects(self) -> dict[str, Any]:
+        return {"model": self.net, "optimizer": self.opt}
+
+    @override
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.cfg)
+
+    @override
+    def start_epoch(self, epoch: int) -> None:
+        self.net.train()
+
+    @override
+    def train_step(self, step: int, epoch: int) -> dict[str, float]:
+        ctx, cfg, train = self.ctx, self.cfg, self.train
+        s_idx, o_idx, y = balanced_indices(len(train), cfg.batch_size, ctx.rng, train.groups)
+        sar, optical = train.sar[s_idx], train.opt[o_idx]
+        if cfg.augment:
+            sar, optical = _augment(sar, optical, ctx.rng)
+        with ctx.autocast():
+            h = self.trained(to_tensor(ctx.shard(optical), ctx.device), to_tensor(ctx.shard(sar), ctx.device))
+        loss, parts = bnn_loss(h.float(), torch.from_numpy(ctx.shard(y)).to(ctx.device), cfg.alpha)
+        ctx.optimise(loss, self.opt)
+        return {"loss": float(loss.detach()), **parts}
+
+    @override
+    def step_postfix(self, parts: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{parts['loss']:.3f}", "lp": f"{parts['l_p']:.3f}", "ln": f"{parts['l_n']:.3f}"}
+
+    @override
+    def validate(self, epoch: int, steps: list[dict[str, float]]) -> dict[str, Any]:
+        metrics, labels, h = evaluate(self.net, self.val, self.ctx.device, seed=self.cfg.seed, batch=self.cfg.val_batch)
+        self._roc = (labels, h)
+        return {"loss": float(np.mean([s["loss"] for s in steps])) if steps else math.nan,
+                **{f"val_{k}": v for k, v in metrics.items()}}
+
+    @override
+    def score(self, row: dict[str, Any]) -> float:
+        return -float(row["val_accuracy"])
+
+    @override
+    def on_best(self, row: dict[str, Any], out: Path | None) -> None:
+        if out is not None:
+            save_atomic(self.net.state_dict(), out / "best_inference.pt")
+            roc_png(*self._roc, out / "roc_val.png", f"BNN {self.cfg.backbone} ({self.cfg.init}), epoch {row['epoch']}")
+
+    @override
+    def epoch_line(self, row: dict[str, Any], improved: bool) -> str:
+        return (f"epoch {row['epoch']}: loss {row['loss']:.4f}  val acc {row['val_accuracy']:.3f} prec "
+                f"{row['val_precision']:.3f} rec {row['val_recall']:.3f} FPR95 {100 * row['val_fpr95']:.1f} % "
+                f"(h < {row['val_threshold']:.3f}){'  (best)' if improved else ''}  [{row['seconds']:.0f} s]")
+
+    @override
+    def legacy_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``last.pt`` of the hand-written BNN loop (``best`` with ``accuracy``, ``epoch``, ``metrics``)."""
+        old = dict(state.get("best") or {})
+        best = legacy_best(state.get("history", []), int(old.get("epoch", -1)), -float(old.get("accuracy", -math.inf)))
+        return legacy_checkpoint(state, self.name, epochs_done=int(state["epoch"]) + 1,
+                                 seconds=float(state.get("seconds", 0.0)), best=best)
+
+    @override
+    def export(self, out: Path) -> None:
+        if self.cfg.export_onnx:
+            best_net = BNN(self.cfg.backbone, patch_size=self.train.patch_size, width=self.cfg.width)
+            best_net.load_state_dict(load_torch_weights(out / "best.pt", "checkpoint")["model"])
+            export_onnx(best_net, out / "best.onnx")
+
+
 def train_bnn(
     train: AlignedPatches,
     val: AlignedPatches,
@@ -197,7 +309,7 @@ def train_bnn(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> BNNTrainResult:
-    """Train a BNN on aligned patch pools.
+    """Train a BNN on aligned patch pools (one process, or one of ``torchrun``'s processes).
 
     Args:
         train: Training pool (at least two groups).
@@ -219,88 +331,13 @@ def train_bnn(
         raise ValueError(f"training ({train.patch_size}) and validation ({val.patch_size}) patch sizes differ")
     if cfg.init not in ("np", "moco"):
         raise ValueError(f"init must be 'np' (from scratch) or 'moco', got {cfg.init!r}")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch_device(cfg.device)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    net = BNN(cfg.backbone, patch_size=train.patch_size, width=cfg.width)
-    if cfg.init == "moco" and resume is None:
-        if not cfg.moco_sar or not cfg.moco_opt:
-            raise ValueError("init='moco' needs moco_sar and moco_opt (encoder_*.pt of sarcoreg-train bnn-moco)")
-        from sarcoreg.training.moco import transfer_to_bnn
-
-        transfer_to_bnn(net, cfg.moco_sar, cfg.moco_opt)
-        log(f"towers initialised from {cfg.moco_sar} and {cfg.moco_opt}")
-    net.to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    start_epoch, step, spent = 0, 0, 0.0
-    best: dict[str, Any] = {"accuracy": -1.0, "epoch": -1, "metrics": {}}
-    history: list[dict[str, Any]] = []
-    if resume is not None:
-        st = load_torch_weights(resume, "checkpoint")
-        net.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        start_epoch, step, best, history = st["epoch"] + 1, st["step"], st["best"], st["history"]
-        spent = float(st["seconds"])
-        rng.bit_generator.state = st["rng"]
-        log(f"resumed from {resume}: epoch {start_epoch}, step {step}")
-    steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(train) / max(1, cfg.batch_size // 2)))
-    budget = cfg.max_minutes * 60.0 if cfg.max_minutes else math.inf
-    t0 = time.monotonic() - spent
-    stopped, epoch = False, start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs):
-        net.train()
-        bar: Any = range(steps_per_epoch)
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(bar, desc=f"bnn {epoch + 1}/{cfg.epochs}", leave=False)
-        losses = []
-        for i_step in bar:
-            s_idx, o_idx, y = balanced_indices(len(train), cfg.batch_size, rng, train.groups)
-            sar, optical = train.sar[s_idx], train.opt[o_idx]
-            if cfg.augment:
-                sar, optical = _augment(sar, optical, rng)
-            h = net.distance(to_tensor(optical, device), to_tensor(sar, device))
-            loss, parts = bnn_loss(h, torch.from_numpy(y).to(device), cfg.alpha)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            report_epoch_step(epoch, cfg.epochs, i_step, steps_per_epoch)
-            losses.append(float(loss.detach()))
-            if progress:
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", lp=f"{parts['l_p']:.3f}", ln=f"{parts['l_n']:.3f}")
-            if time.monotonic() - t0 > budget or (cfg.max_steps is not None and step >= cfg.max_steps):
-                stopped = True
-                break
-        metrics, labels, h_val = evaluate(net, val, device, seed=cfg.seed, batch=cfg.val_batch)
-        row = {"epoch": epoch + 1, "step": step, "loss": float(np.mean(losses)) if losses else math.nan,
-               **{f"val_{k}": v for k, v in metrics.items()}, "seconds": round(time.monotonic() - t0, 1)}
-        history.append(row)
-        improved = metrics["accuracy"] > best["accuracy"]
-        if improved:
-            best = {"accuracy": metrics["accuracy"], "epoch": epoch + 1, "metrics": metrics}
-            torch.save({"model": net.state_dict(), "epoch": epoch + 1, "metrics": plain_data(metrics)}, out / "best.pt")
-            torch.save(net.state_dict(), out / "best_inference.pt")
-            roc_png(labels, h_val, out / "roc_val.png", f"BNN {cfg.backbone} ({cfg.init}), epoch {epoch + 1}")
-        log(f"epoch {epoch + 1}: loss {row['loss']:.4f}  val acc {metrics['accuracy']:.3f} prec "
-            f"{metrics['precision']:.3f} rec {metrics['recall']:.3f} FPR95 {100 * metrics['fpr95']:.1f} % "
-            f"(h < {metrics['threshold']:.3f}){'  (best)' if improved else ''}  [{row['seconds']:.0f} s]")
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
-                    "best": plain_data(best), "history": plain_data(history),
-                    "rng": plain_data(rng.bit_generator.state), "seconds": time.monotonic() - t0,
-                    "config": plain_data(asdict(cfg))}, out / "last.pt")
-        (out / "history.json").write_text(json.dumps({"config": asdict(cfg), "history": history}, indent=1))
-        if stopped:
-            log("stopped: time / step budget used")
-            break
-    if cfg.export_onnx and (out / "best.pt").is_file():
-        best_net = BNN(cfg.backbone, patch_size=train.patch_size, width=cfg.width)
-        best_net.load_state_dict(load_torch_weights(out / "best.pt", "checkpoint")["model"])
-        export_onnx(best_net, out / "best.onnx")
-    return BNNTrainResult(int(best["epoch"]), dict(best["metrics"]), epoch + 1, step,
-                          round(time.monotonic() - t0, 1), stopped, str(out), history)
+    spe = cfg.steps_per_epoch or max(1, math.ceil(len(train) / max(1, cfg.batch_size // 2)))
+    loop = LoopConfig(epochs=cfg.epochs, steps_per_epoch=spe, max_steps=cfg.max_steps, max_minutes=cfg.max_minutes,
+                      seed=cfg.seed, device=cfg.device, threads=cfg.threads, bf16=cfg.bf16, progress=progress)
+    res = run_training(lambda ctx: BNNMethod(ctx, train, val, cfg, cfg.init == "moco" and resume is None),
+                       out_dir, loop, resume=resume, log=log)
+    if res.stopped_by == "max_steps":
+        log("stopped: step budget used")
+    metrics = {k[4:]: v for k, v in res.best["metrics"].items() if k.startswith("val_")}
+    return BNNTrainResult(int(res.best["epoch"]), metrics, res.epochs_run, res.steps, res.seconds,
+                          res.stopped_by != "epochs", res.out_dir, res.history)

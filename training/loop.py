@@ -83,7 +83,8 @@ class LoopConfig:
         threads: ``torch.set_num_threads`` (None: torch's default).
         bf16: bfloat16 autocast in :meth:`TrainContext.autocast`.
         progress: tqdm bar on rank 0.
-        history_name: File of the per-epoch history (``history.json``).
+        history_name: File of the per-epoch history (``history.json``); the per-step lines go
+            into the same name with ``.jsonl``.
     """
 
     epochs: int | None
@@ -357,7 +358,7 @@ class _History:
     """``history.json`` (per epoch) and ``history.jsonl`` (per step and epoch) of rank 0."""
 
     def __init__(self, out: Path, name: str, enabled: bool) -> None:
-        self.json_path, self.lines_path, self.enabled = out / name, out / "history.jsonl", enabled
+        self.json_path, self.lines_path, self.enabled = out / name, (out / name).with_suffix(".jsonl"), enabled
 
     def start(self, step: int) -> None:
         """Keep the lines up to ``step`` (a resumed run may have logged steps after its last.pt)."""

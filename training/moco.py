@@ -24,9 +24,7 @@ exist for them. Optimiser defaults: SGD, batch 20, momentum 0.9, weight decay 1e
 from __future__ import annotations
 
 import copy
-import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,16 +34,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sarcoreg.models.bnn import BNN, DEFAULT_WIDTH, Tower, make_backbone, standardise
-from sarcoreg.models.patch_model import torch_device
-from sarcoreg.models.safe_load import load_torch_weights, plain_data
+from sarcoreg.models.safe_load import load_torch_weights
 from torch import Tensor, nn
+from typing_extensions import override
 
-from .step_hook import report_epoch_step
+from .loop import LoopConfig, TrainContext, TrainMethod, legacy_best, legacy_checkpoint, run_training, save_atomic
 
 __all__ = [
     "MoCo",
     "MoCoConfig",
     "MoCoEncoder",
+    "MoCoMethod",
     "MoCoResult",
     "load_pretrained_backbone",
     "moco_augment",
@@ -243,6 +242,98 @@ class MoCoResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+class MoCoMethod(TrainMethod):
+    """MoCo pre-training of one modality's encoder on :func:`~sarcoreg.training.loop.run_training`.
+
+    No validation: an epoch's row is its learning rate, mean InfoNCE loss and top-1 hit rate; the
+    encoder of the last step is exported.
+
+    Args:
+        ctx: The loop's context.
+        images: ``(M, P, P)`` uint8 patches of one modality.
+        modality: ``sar`` or ``opt``.
+        cfg: Options.
+    """
+
+    name = "bnn-moco"
+
+    def __init__(self, ctx: TrainContext, images: np.ndarray, modality: str, cfg: MoCoConfig) -> None:
+        self.ctx, self.images, self.modality, self.cfg = ctx, images, modality, cfg
+        self.label = f"moco {modality}"
+        self.gen = torch.Generator(device=ctx.device)
+        self.gen.manual_seed(cfg.seed)
+        self.model = MoCo(cfg.backbone, cfg.dim, cfg.queue_size, cfg.m, cfg.tau, cfg.mlp, cfg.shuffle_groups,
+                          cfg.width).to(ctx.device)
+        self.opt = torch.optim.SGD(self.model.encoder_q.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)
+        self.trained = ctx.wrap(self.model)
+        self.batch = min(cfg.batch_size, len(images))
+        self.ce = nn.CrossEntropyLoss()
+        self.lr = cfg.lr
+
+    @override
+    def state_objects(self) -> dict[str, Any]:
+        return {"model": self.model, "optimizer": self.opt}
+
+    @override
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.cfg)
+
+    @override
+    def start_epoch(self, epoch: int) -> None:
+        cfg = self.cfg
+        dropped = cfg.lr_drop_epoch is not None and epoch >= cfg.lr_drop_epoch
+        self.lr = cfg.lr * (cfg.lr_drop_factor if dropped else 1.0)
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr
+        self.model.train()
+
+    @override
+    def train_step(self, step: int, epoch: int) -> dict[str, float]:
+        ctx = self.ctx
+        idx = ctx.shard(np.sort(ctx.rng.choice(len(self.images), size=self.batch, replace=False)))
+        x = torch.from_numpy(np.ascontiguousarray(self.images[idx])).to(ctx.device, torch.float32)[:, None] / 255.0
+        logits, labels = self.trained(moco_augment(x, self.gen), moco_augment(x, self.gen))
+        loss = self.ce(logits, labels)
+        ctx.optimise(loss, self.opt)
+        return {"loss": float(loss.detach()), "top1": float((logits.argmax(dim=1) == 0).float().mean())}
+
+    @override
+    def validate(self, epoch: int, steps: list[dict[str, float]]) -> dict[str, Any]:
+        return {"lr": self.lr, "loss": float(np.mean([s["loss"] for s in steps])),
+                "top1": float(np.mean([s["top1"] for s in steps]))}
+
+    @override
+    def epoch_line(self, row: dict[str, Any], improved: bool) -> str:
+        return (f"moco {self.modality} epoch {row['epoch']}: loss {row['loss']:.4f} top-1 {row['top1']:.3f} "
+                f"[{row['seconds']} s]")
+
+    @override
+    def method_state(self) -> dict[str, Any]:
+        return {"modality": self.modality, "augment_generator": self.gen.get_state()}
+
+    @override
+    def load_method_state(self, state: dict[str, Any]) -> None:
+        if state.get("modality", self.modality) != self.modality:
+            raise ValueError(f"the checkpoint pre-trains the {state['modality']} encoder, not the {self.modality} one")
+        if "augment_generator" in state:
+            self.gen.set_state(state["augment_generator"])
+
+    @override
+    def legacy_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``last.pt`` of the hand-written MoCo loop (``epoch`` 0-based, ``modality``)."""
+        return legacy_checkpoint(state, self.name, epochs_done=int(state["epoch"]) + 1,
+                                 seconds=float(state.get("seconds", 0.0)), best=legacy_best([], -1, math.inf),
+                                 method_state={"modality": state.get("modality", self.modality)})
+
+    def save_encoder(self, out: Path, steps: int) -> Path:
+        """Write ``encoder_<modality>.pt`` (the query backbone, what :func:`transfer_to_bnn` reads)."""
+        path = out / f"encoder_{self.modality}.pt"
+        save_atomic({"backbone": self.cfg.backbone, "width": self.cfg.width, "modality": self.modality,
+                     "steps": steps, "state": self.model.encoder_q.backbone.state_dict()}, path)
+        return path
+
+
 def pretrain_moco(
     images: np.ndarray,
     out_dir: str | Path,
@@ -253,11 +344,12 @@ def pretrain_moco(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> MoCoResult:
-    """Pre-train one modality's encoder with MoCo.
+    """Pre-train one modality's encoder with MoCo (one process, or one of ``torchrun``'s processes).
 
     Args:
         images: ``(M, P, P)`` uint8 patches of one modality (``M >= batch_size``).
-        out_dir: Folder for ``last.pt`` (resumable), ``encoder_<modality>.pt`` and the history.
+        out_dir: Folder for ``last.pt`` (resumable), ``encoder_<modality>.pt`` and the history
+            (``history_<modality>.json``).
         modality: ``sar`` or ``opt`` (names the output file).
         config: Options.
         resume: A ``last.pt`` of an earlier run with the same options.
@@ -272,80 +364,21 @@ def pretrain_moco(
         raise ValueError(f"modality must be 'sar' or 'opt', got {modality!r}")
     if images.ndim != 3 or len(images) < 2:
         raise ValueError(f"MoCo wants (M, P, P) patches with M >= 2, got {images.shape}")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch_device(cfg.device)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(cfg.seed)
-    model = MoCo(cfg.backbone, cfg.dim, cfg.queue_size, cfg.m, cfg.tau, cfg.mlp, cfg.shuffle_groups,
-                 cfg.width).to(device)
-    opt = torch.optim.SGD(model.encoder_q.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
-    start_epoch, step, spent = 0, 0, 0.0
-    history: list[dict[str, Any]] = []
-    if resume is not None:
-        st = load_torch_weights(resume, "checkpoint")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        start_epoch, step, history, spent = st["epoch"] + 1, st["step"], st["history"], float(st["seconds"])
-        rng.bit_generator.state = st["rng"]
-        log(f"resumed from {resume}: epoch {start_epoch}, step {step}")
     batch = min(cfg.batch_size, len(images))
-    steps_per_epoch = cfg.steps_per_epoch or max(1, len(images) // batch)
-    budget = cfg.max_minutes * 60.0 if cfg.max_minutes else math.inf
-    t0 = time.monotonic() - spent
-    stopped, epoch, loss_v = False, start_epoch - 1, math.nan
-    ce = nn.CrossEntropyLoss()
-    for epoch in range(start_epoch, cfg.epochs):
-        lr = cfg.lr * (cfg.lr_drop_factor if cfg.lr_drop_epoch is not None and epoch >= cfg.lr_drop_epoch else 1.0)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        model.train()
-        bar: Any = range(steps_per_epoch)
-        if progress:
-            from tqdm import tqdm
+    loop = LoopConfig(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch or max(1, len(images) // batch),
+                      max_steps=cfg.max_steps, max_minutes=cfg.max_minutes, seed=cfg.seed, device=cfg.device,
+                      threads=cfg.threads, progress=progress, history_name=f"history_{modality}.json")
+    methods: list[MoCoMethod] = []
 
-            bar = tqdm(bar, desc=f"moco {modality} {epoch + 1}/{cfg.epochs}", leave=False)
-        losses, hits = [], []
-        for i_step in bar:
-            idx = np.sort(rng.choice(len(images), size=batch, replace=False))
-            x = torch.from_numpy(np.ascontiguousarray(images[idx])).to(device, torch.float32)[:, None] / 255.0
-            logits, labels = model(moco_augment(x, gen), moco_augment(x, gen))
-            loss = ce(logits, labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            report_epoch_step(epoch, cfg.epochs, i_step, steps_per_epoch)
-            loss_v = float(loss.detach())
-            losses.append(loss_v)
-            hits.append(float((logits.argmax(dim=1) == 0).float().mean()))
-            if progress:
-                bar.set_postfix(loss=f"{loss_v:.3f}")
-            if time.monotonic() - t0 > budget or (cfg.max_steps is not None and step >= cfg.max_steps):
-                stopped = True
-                break
-        row = {"epoch": epoch + 1, "step": step, "lr": lr, "loss": float(np.mean(losses)),
-               "top1": float(np.mean(hits)), "seconds": round(time.monotonic() - t0, 1)}
-        history.append(row)
-        log(f"moco {modality} epoch {epoch + 1}: loss {row['loss']:.4f} top-1 {row['top1']:.3f} [{row['seconds']} s]")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
-                    "history": plain_data(history), "rng": plain_data(rng.bit_generator.state),
-                    "seconds": time.monotonic() - t0, "config": plain_data(asdict(cfg)), "modality": modality},
-                   out / "last.pt")
-        (out / f"history_{modality}.json").write_text(json.dumps({"config": asdict(cfg), "history": history},
-                                                                 indent=1))
-        if stopped:
-            break
-    enc_path = out / f"encoder_{modality}.pt"
-    torch.save({"backbone": cfg.backbone, "width": cfg.width, "modality": modality, "steps": step,
-                "state": model.encoder_q.backbone.state_dict()}, enc_path)
-    return MoCoResult(str(enc_path), modality, epoch + 1, step, round(time.monotonic() - t0, 1), loss_v,
-                      stopped, history)
+    def make(ctx: TrainContext) -> MoCoMethod:
+        methods.append(MoCoMethod(ctx, images, modality, cfg))
+        return methods[0]
+
+    res = run_training(make, out_dir, loop, resume=resume, log=log)
+    out = Path(out_dir)
+    enc_path = methods[0].save_encoder(out, res.steps) if res.rank == 0 else out / f"encoder_{modality}.pt"
+    return MoCoResult(str(enc_path), modality, res.epochs_run, res.steps, res.seconds,
+                      float(res.last_step.get("loss", math.nan)), res.stopped_by != "epochs", res.history)
 
 
 def load_pretrained_backbone(tower: Tower, path: str | Path, backbone: str | None = None) -> dict[str, Any]:

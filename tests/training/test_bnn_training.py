@@ -131,7 +131,7 @@ def test_smoke_training_np_and_moco_on_real_pairs(tmp_path: Path) -> None:
         for f in ("best.onnx", "best_inference.pt", "last.pt", "roc_val.png", "history.json"):
             assert (tmp_path / init / f).is_file()
         assert load(tmp_path / init / "best.onnx", device="cpu").patch_size == 32
-    hist = json.loads((tmp_path / "moco" / "history.json").read_text())["history"]
+    hist = json.loads((tmp_path / "moco" / "history_opt.json").read_text())["history"]
     assert hist[-1]["step"] == 3
 
 
