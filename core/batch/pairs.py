@@ -167,7 +167,7 @@ def pairs_from_csv(table: str | os.PathLike[str], defaults: dict[str, Any] | Non
         ValueError: A missing column, an unknown option, a bad value, an empty or duplicate id,
             or no rows; the message names the table, the line and the column.
     """
-    path = Path(table).expanduser().resolve()
+    path = Path(os.path.abspath(os.path.expanduser(os.fspath(table))))
     base = path.parent
     types = _field_types()
     with path.open(newline="", encoding="utf-8-sig") as f:
@@ -190,8 +190,8 @@ def pairs_from_csv(table: str | os.PathLike[str], defaults: dict[str, Any] | Non
                 if name in ("reference", "target", "id") or text == "":
                     continue
                 _merge(options, *option_value(name, text, where, types))
-            reference = (base / row["reference"]).resolve()
-            target = (base / row["target"]).resolve()
+            reference = Path(os.path.abspath(base / os.path.expanduser(row["reference"])))
+            target = Path(os.path.abspath(base / os.path.expanduser(row["target"])))
             pair_id = safe_id(row.get("id") or target.stem)
             pairs.append(Pair(pair_id, str(reference), str(target), _checked_options(options, where)))
     return _unique(pairs, str(path))
@@ -211,13 +211,13 @@ def pairs_from_targets(
     Raises:
         ValueError: No target found, or two targets with the same file name stem.
     """
-    ref = Path(reference).expanduser().resolve()
+    ref = Path(os.path.abspath(os.path.expanduser(os.fspath(reference))))
     spec = os.path.expanduser(os.fspath(targets))
     if Path(spec).is_dir():
         found = [p for p in sorted(Path(spec).iterdir()) if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES]
     else:
         found = [Path(p) for p in sorted(glob.glob(spec, recursive=True)) if Path(p).is_file()]
-    found = [p.resolve() for p in found if p.resolve() != ref]
+    found = [Path(os.path.abspath(p)) for p in found if p.resolve() != ref.resolve()]
     if not found:
         raise ValueError(f"no target rasters found in '{spec}' (a folder of .tif/.vrt/... files or a glob pattern)")
     options = _checked_options(dict(defaults or {}), "batch options")

@@ -7,6 +7,7 @@ from qgis.core import QgsProcessingAlgorithm
 
 def all_algorithms() -> list[QgsProcessingAlgorithm]:
     """A fresh instance of every algorithm the provider offers."""
+    from .batch_coregister import BatchCoregisterAlgorithm
     from .coregister import CoregisterAlgorithm
     from .correspondence_map import CorrespondenceMapAlgorithm
     from .diagnostics import DiagnosticsAlgorithm
@@ -27,4 +28,5 @@ def all_algorithms() -> list[QgsProcessingAlgorithm]:
         EvaluateAlgorithm(),
         CorrespondenceMapAlgorithm(),
         TrainModelAlgorithm(),
+        BatchCoregisterAlgorithm(),
     ]
