@@ -152,6 +152,7 @@ def aae_eval_main(argv: list[str]) -> int:
 def aae_main(argv: list[str]) -> int:
     """Parse ``argv``, cut search patches, train, write ``summary.json``; returns the exit code."""
     from sarcoreg.training.aae_train import AAETrainConfig, cut_search_patches, train_aae
+    from sarcoreg.training.distributed import main_print, write_summary
 
     p = argparse.ArgumentParser(prog="sarcoreg-train aae",
                                 description="Train the semi-supervised AAE matcher (Hughes & Schmitt 2019).")
@@ -196,8 +197,8 @@ def aae_main(argv: list[str]) -> int:
         raise SystemExit("no validation image pairs: give more data or a larger --val-fraction")
     train, skipped = cut_search_patches(train_pairs, a.search_size, a.per_image, seed=a.seed)
     val, skipped_val = cut_search_patches(val_pairs, a.search_size, a.per_image, seed=a.seed + 1)
-    print(f"search patches: training {len(train)}, validation {len(val)} "
-          f"(image pairs smaller than {a.search_size} px skipped: {len(skipped) + len(skipped_val)})", flush=True)
+    main_print(f"search patches: training {len(train)}, validation {len(val)} "
+               f"(image pairs smaller than {a.search_size} px skipped: {len(skipped) + len(skipped_val)})")
     cfg = AAETrainConfig(
         patch_size=a.patch_size, width=a.width, latent_dim=a.latent_dim, supervision=a.supervision, epochs=a.epochs,
         steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr_low=a.lr_low, lr_high=a.lr_high,
@@ -206,14 +207,12 @@ def aae_main(argv: list[str]) -> int:
         augment=not a.no_augment, device=a.device, threads=a.threads, max_minutes=a.max_minutes, seed=a.seed,
         val_maps=a.val_maps,
     )
-    res = train_aae(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress,
-                    log=lambda s: print(s, flush=True))
+    res = train_aae(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress, log=main_print)
     summary = {
         "data": {"sources": a.data, "train_image_pairs": len(train_pairs), "val_image_pairs": len(val_pairs),
                  "train_patches": len(train), "val_patches": len(val), "skipped": skipped + skipped_val},
         "supervision": a.supervision,
         **{k: v for k, v in res.__dict__.items() if k != "history"},
     }
-    Path(a.out, "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    print(json.dumps(summary, default=str))
+    write_summary(a.out, summary)
     return 0

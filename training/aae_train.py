@@ -31,19 +31,17 @@ Files in ``out_dir``: ``last.pt`` (resume), ``best.pt`` (network, config, metric
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from sarcoreg.models.aae import AAEConfig, AAEInference, DualAAE, export_encoders_onnx, export_onnx
-from sarcoreg.models.patch_model import torch_device
-from sarcoreg.models.safe_load import load_torch_weights, plain_data
+from sarcoreg.models.safe_load import load_torch_weights
 from sarcoreg.training.aae_losses import (
     Critic,
     contrastive_loss,
@@ -54,11 +52,14 @@ from sarcoreg.training.aae_losses import (
 from sarcoreg.training.lr_range import LRRangeResult, lr_range_test, plot_lr_range
 from sarcoreg.training.metrics import auc, fpr95
 from sarcoreg.training.patches import AlignedPair, keypoints
+from torch import nn
+from typing_extensions import override
 
-from .step_hook import report_epoch_step
+from .loop import LoopConfig, TrainContext, TrainMethod, legacy_best, legacy_checkpoint, run_training
 
 __all__ = [
     "AAEBatcher",
+    "AAEMethod",
     "AAETrainConfig",
     "AAETrainResult",
     "SearchPatches",
@@ -287,10 +288,14 @@ class _Stepper:
 
     def __init__(self, net: DualAAE, critic: Critic, opt_ae: torch.optim.Optimizer, opt_critic: torch.optim.Optimizer,
                  batcher: AAEBatcher, sup: np.ndarray, unsup: np.ndarray, cfg: AAETrainConfig,
-                 device: torch.device) -> None:
+                 device: torch.device, ctx: TrainContext | None = None) -> None:
         self.net, self.critic, self.opt_ae, self.opt_critic = net, critic, opt_ae, opt_critic
         self.batcher, self.sup, self.unsup, self.cfg, self.device = batcher, sup, unsup, cfg, device
         self.critic_steps_taken = 0
+        # under DDP: train through the wrapped modules and keep this process's slice of each batch
+        self.trained_net: nn.Module = ctx.wrap(net) if ctx is not None else net
+        self.trained_critic: nn.Module = ctx.wrap(critic) if ctx is not None else critic
+        self.shard: Callable[[np.ndarray], np.ndarray] = ctx.shard if ctx is not None else (lambda x: x)
 
     def is_supervised(self, step: int) -> bool:
         """Labelled batch at even steps (every step when there is no unlabelled data)."""
@@ -307,21 +312,22 @@ class _Stepper:
             io = rng.choice(pool, size=b, replace=len(pool) < b)
             is_ = rng.choice(pool, size=b, replace=len(pool) < b)
             opt, sar = self.batcher.unlabelled(io, is_)
-        out = self.net(_t(opt, self.device), _t(sar, self.device))
-        critic_losses = update_critic(self.critic, self.opt_critic, out["z_sar"], out["z_opt"], steps=cfg.critic_steps,
+            y = np.zeros(len(opt), np.float32)
+        opt, sar, y = self.shard(opt), self.shard(sar), self.shard(y)
+        out = self.trained_net(_t(opt, self.device), _t(sar, self.device))
+        critic = cast(Critic, self.trained_critic)
+        critic_losses = update_critic(critic, self.opt_critic, out["z_sar"], out["z_opt"], steps=cfg.critic_steps,
                                       prior_std=cfg.prior_std, clip=cfg.clip)
         self.critic_steps_taken += len(critic_losses)
         rec = reconstruction_loss(out["target_opt"], out["rec_opt"]) + reconstruction_loss(out["target_sar"],
                                                                                           out["rec_sar"])
-        adv = encoder_adversarial_loss(self.critic, out["z_sar"], out["z_opt"])
+        adv = encoder_adversarial_loss(critic, out["z_sar"], out["z_opt"])
         loss = rec + cfg.adversarial_weight * adv
         match = torch.zeros((), device=self.device)
         if supervised:
             match = contrastive_loss(out["z_opt"], out["z_sar"], torch.from_numpy(y).to(self.device), cfg.margin)
             loss = loss + match
-        self.opt_ae.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_ae.step()
+        TrainContext.optimise(loss, self.opt_ae)
         return {"loss": float(loss.detach()), "rec": float(rec.detach()), "match": float(match.detach()),
                 "adv": float(adv.detach()), "critic": float(np.mean(critic_losses)) if critic_losses else math.nan,
                 "supervised": float(supervised)}
@@ -411,6 +417,142 @@ def run_lr_range_test(net: DualAAE, critic: Critic, batcher: AAEBatcher, sup: np
     return res
 
 
+class AAEMethod(TrainMethod):
+    """The dual AAE on :func:`~sarcoreg.training.loop.run_training`: critic + autoencoder steps, one-cycle lr.
+
+    Args:
+        ctx: The loop's context.
+        train: Training search patches.
+        val: Held-out search patches.
+        cfg: Options.
+        out: The run folder (for ``lr_range.png``).
+        find_lr: Run the learning-rate range test first (``cfg.find_lr``, not when resuming).
+    """
+
+    name = "aae"
+
+    def __init__(self, ctx: TrainContext, train: SearchPatches, val: SearchPatches, cfg: AAETrainConfig, out: Path,
+                 find_lr: bool) -> None:
+        self.ctx, self.val, self.cfg = ctx, val, cfg
+        dev = ctx.device
+        self.net = DualAAE(AAEConfig(cfg.patch_size, cfg.width, cfg.latent_dim)).to(dev)
+        self.critic = Critic(cfg.latent_dim).to(dev)
+        sup, unsup = split_supervision(len(train), cfg.supervision, ctx.rng)
+        batcher = AAEBatcher(train, cfg.patch_size, cfg.min_negative_offset, cfg.augment, ctx.rng, cfg.easy_negatives)
+        self.lr_range = (cfg.lr_low, cfg.lr_high)
+        if find_lr:
+            res = run_lr_range_test(self.net, self.critic, batcher, sup, unsup, cfg, dev,
+                                    plot=out / "lr_range.png" if ctx.is_main else None)
+            self.lr_range = res.suggested
+            ctx.log(f"learning-rate range test: suggested {res.suggested[0]:.2e} .. {res.suggested[1]:.2e} "
+                    f"(steepest {res.steepest:.2e})")
+        lr_low, lr_high = self.lr_range
+        self.total = max(2, cfg.epochs * (cfg.steps_per_epoch or max(1, len(train) // cfg.batch_size)))
+        self.opt_ae = torch.optim.Adam(self.net.parameters(), lr=lr_low, betas=(0.9, 0.99),
+                                       weight_decay=cfg.weight_decay)
+        self.opt_c = torch.optim.SGD(self.critic.parameters(), lr=cfg.critic_lr, momentum=cfg.critic_momentum,
+                                     weight_decay=cfg.critic_weight_decay)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt_ae, max_lr=lr_high, total_steps=self.total,
+                                                         div_factor=max(1.0, lr_high / lr_low), cycle_momentum=False)
+        self.stepper = _Stepper(self.net, self.critic, self.opt_ae, self.opt_c, batcher, sup, unsup, cfg, dev, ctx)
+        self.train_seconds, self.steps_done = 0.0, 0
+
+    @override
+    def state_objects(self) -> dict[str, Any]:
+        return {"model": self.net, "critic": self.critic, "optimizer": self.opt_ae, "critic_optimizer": self.opt_c,
+                "scheduler": self.sched}
+
+    @override
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.cfg)
+
+    @override
+    def start_epoch(self, epoch: int) -> None:
+        self.net.train()
+        self.critic.train()
+
+    @override
+    def train_step(self, step: int, epoch: int) -> dict[str, float]:
+        ts = time.monotonic()
+        parts = self.stepper(step)
+        if step < self.total - 1:
+            self.sched.step()
+        self.train_seconds += time.monotonic() - ts
+        self.steps_done = step + 1
+        return parts
+
+    @override
+    def step_postfix(self, parts: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{parts['loss']:.3f}", "rec": f"{parts['rec']:.3f}", "match": f"{parts['match']:.3f}"}
+
+    @override
+    def validate(self, epoch: int, steps: list[dict[str, float]]) -> dict[str, Any]:
+        cfg, dev = self.cfg, self.ctx.device
+        labels, scores = validation_scores(self.net, self.val, cfg.patch_size, cfg.min_negative_offset, dev,
+                                           cfg.val_batch)
+        row: dict[str, Any] = {
+            **{k: float(np.nanmean([p[k] for p in steps])) if steps else math.nan
+               for k in ("loss", "rec", "match", "adv", "critic")},
+            "lr": float(self.opt_ae.param_groups[0]["lr"]),
+            "val_fpr95": fpr95(labels, scores),
+            "val_auc": auc(labels, scores),
+            "seconds_per_step": self.train_seconds / max(1, self.steps_done),
+        }
+        if cfg.val_maps > 0:
+            row["val_matching_error_px"] = _matching_error(self.net, self.val, cfg, dev)
+        return row
+
+    @override
+    def score(self, row: dict[str, Any]) -> float:
+        return float(row["val_fpr95"])
+
+    @override
+    def best_payload(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {"config": self.net.config_dict()}
+
+    @override
+    def epoch_line(self, row: dict[str, Any], improved: bool) -> str:
+        return (f"epoch {row['epoch']}: loss {row['loss']:.4f} (rec {row['rec']:.4f}, match {row['match']:.4f}, "
+                f"adv {row['adv']:.3f})  val FPR95 {row['val_fpr95'] * 100:.2f} %  AUC {row['val_auc']:.4f}"
+                f"{'  (best)' if improved else ''}  [{row['seconds']:.0f} s, step {row['step']}]")
+
+    @override
+    def method_state(self) -> dict[str, Any]:
+        return {"lr_range": list(self.lr_range), "train_seconds": self.train_seconds}
+
+    @override
+    def load_method_state(self, state: dict[str, Any]) -> None:
+        if "lr_range" in state:
+            lo, hi = state["lr_range"]
+            self.lr_range = (float(lo), float(hi))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.sched.total_steps = self.total  # more epochs than before: the one-cycle schedule is stretched
+
+    @override
+    def history_extra(self) -> dict[str, Any]:
+        return {"lr_range": list(self.lr_range)}
+
+    @override
+    def legacy_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``last.pt`` of the hand-written AAE loop (critic, schedulers, ``lr_range``, ``train_seconds``)."""
+        old = dict(state.get("best") or {})
+        best = legacy_best(state.get("history", []), int(old.get("epoch", -1)), float(old.get("fpr95", math.inf)))
+        return legacy_checkpoint(
+            state, self.name, epochs_done=int(state["epoch"]) + 1, seconds=float(state.get("seconds", 0.0)), best=best,
+            method_state={"lr_range": list(state.get("lr_range", self.lr_range)),
+                          "train_seconds": float(state.get("train_seconds", 0.0))},
+            state_keys=("model", "critic", "optimizer", "critic_optimizer", "scheduler"))
+
+    @override
+    def export(self, out: Path) -> None:
+        if self.cfg.export_onnx:
+            cfg = self.cfg
+            best_net = DualAAE(AAEConfig(cfg.patch_size, cfg.width, cfg.latent_dim))
+            best_net.load_state_dict(load_torch_weights(out / "best.pt", "checkpoint")["model"])
+            export_onnx(best_net, out / "best.onnx")
+            export_encoders_onnx(best_net, out / "best.onnx")
+
+
 def train_aae(
     train: SearchPatches,
     val: SearchPatches,
@@ -421,7 +563,7 @@ def train_aae(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> AAETrainResult:
-    """Train the dual adversarial autoencoder.
+    """Train the dual adversarial autoencoder (one process, or one of ``torchrun``'s processes).
 
     Args:
         train: Training search patches ``(N, 2, S, S)``.
@@ -437,140 +579,28 @@ def train_aae(
         Best validation FPR95 / AUC, where it was reached, steps, time and seconds per step.
     """
     cfg = config or AAETrainConfig()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch_device(cfg.device)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    net = DualAAE(AAEConfig(cfg.patch_size, cfg.width, cfg.latent_dim)).to(device)
-    critic = Critic(cfg.latent_dim).to(device)
-    sup, unsup = split_supervision(len(train), cfg.supervision, rng)
-    batcher = AAEBatcher(train, cfg.patch_size, cfg.min_negative_offset, cfg.augment, rng, cfg.easy_negatives)
-    lr_low, lr_high = cfg.lr_low, cfg.lr_high
-    if cfg.find_lr and resume is None:
-        res = run_lr_range_test(net, critic, batcher, sup, unsup, cfg, device, plot=out / "lr_range.png")
-        lr_low, lr_high = res.suggested
-        log(f"learning-rate range test: suggested {lr_low:.2e} .. {lr_high:.2e} (steepest {res.steepest:.2e})")
-    steps_per_epoch = cfg.steps_per_epoch or max(1, len(train) // cfg.batch_size)
-    total = max(2, cfg.epochs * steps_per_epoch)
-    opt_ae = torch.optim.Adam(net.parameters(), lr=lr_low, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
-    opt_c = torch.optim.SGD(critic.parameters(), lr=cfg.critic_lr, momentum=cfg.critic_momentum,
-                            weight_decay=cfg.critic_weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt_ae, max_lr=lr_high, total_steps=total,
-                                                div_factor=max(1.0, lr_high / lr_low), cycle_momentum=False)
-    stepper = _Stepper(net, critic, opt_ae, opt_c, batcher, sup, unsup, cfg, device)
-    start_epoch, step, spent = 0, 0, 0.0
-    best: dict[str, Any] = {"fpr95": math.inf, "auc": 0.0, "epoch": -1}
-    history: list[dict[str, Any]] = []
-    train_seconds = 0.0
-    if resume is not None:
-        state = load_torch_weights(resume, "checkpoint")
-        net.load_state_dict(state["model"])
-        critic.load_state_dict(state["critic"])
-        opt_ae.load_state_dict(state["optimizer"])
-        opt_c.load_state_dict(state["critic_optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        sched.total_steps = total  # more epochs than before: the one-cycle schedule is stretched
-        start_epoch, step, best, history = state["epoch"] + 1, state["step"], state["best"], state["history"]
-        spent, train_seconds = float(state["seconds"]), float(state.get("train_seconds", 0.0))
-        lr_low, lr_high = state["lr_range"]
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        log(f"resumed from {resume}: epoch {start_epoch}, step {step}, best FPR95 {best['fpr95']:.4f}")
-    budget = cfg.max_minutes * 60.0 if cfg.max_minutes else math.inf
-    t0 = time.monotonic() - spent
-    stopped = False
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs):
-        net.train()
-        critic.train()
-        bar: Any = range(steps_per_epoch)
-        if progress:
-            from tqdm import tqdm
+    loop = LoopConfig(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch or max(1, len(train) // cfg.batch_size),
+                      max_minutes=cfg.max_minutes, seed=cfg.seed, device=cfg.device, threads=cfg.threads,
+                      progress=progress)
+    methods: list[AAEMethod] = []
 
-            bar = tqdm(bar, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
-        parts: list[dict[str, float]] = []
-        for i_step in bar:
-            ts = time.monotonic()
-            parts.append(stepper(step))
-            if step < total - 1:
-                sched.step()
-            step += 1
-            report_epoch_step(epoch, cfg.epochs, i_step, steps_per_epoch)
-            train_seconds += time.monotonic() - ts
-            if progress:
-                bar.set_postfix(loss=f"{parts[-1]['loss']:.3f}", rec=f"{parts[-1]['rec']:.3f}",
-                                match=f"{parts[-1]['match']:.3f}")
-            if time.monotonic() - t0 > budget:
-                stopped = True
-                break
-        labels, scores = validation_scores(net, val, cfg.patch_size, cfg.min_negative_offset, device, cfg.val_batch)
-        f95, area = fpr95(labels, scores), auc(labels, scores)
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "step": step,
-            **{k: float(np.nanmean([p[k] for p in parts])) if parts else math.nan
-               for k in ("loss", "rec", "match", "adv", "critic")},
-            "lr": float(opt_ae.param_groups[0]["lr"]),
-            "val_fpr95": f95,
-            "val_auc": area,
-            "seconds": round(time.monotonic() - t0, 1),
-            "seconds_per_step": train_seconds / max(1, step),
-        }
-        if cfg.val_maps > 0:
-            row["val_matching_error_px"] = _matching_error(net, val, cfg, device)
-        history.append(row)
-        improved = f95 < best["fpr95"]
-        if improved:
-            best = {"fpr95": f95, "auc": area, "epoch": epoch + 1}
-            torch.save({"model": net.state_dict(), "config": plain_data(net.config_dict()), "epoch": epoch + 1,
-                        "metrics": plain_data(row)},
-                       out / "best.pt")
-        log(f"epoch {epoch + 1}: loss {row['loss']:.4f} (rec {row['rec']:.4f}, match {row['match']:.4f}, "
-            f"adv {row['adv']:.3f})  val FPR95 {f95 * 100:.2f} %  AUC {area:.4f}{'  (best)' if improved else ''}"
-            f"  [{row['seconds']:.0f} s, step {step}]")
-        torch.save(
-            {
-                "model": net.state_dict(),
-                "critic": critic.state_dict(),
-                "optimizer": opt_ae.state_dict(),
-                "critic_optimizer": opt_c.state_dict(),
-                "scheduler": sched.state_dict(),
-                "epoch": epoch,
-                "step": step,
-                "best": plain_data(best),
-                "history": plain_data(history),
-                "rng": plain_data(rng.bit_generator.state),
-                "torch_rng": torch.get_rng_state(),
-                "seconds": time.monotonic() - t0,
-                "train_seconds": train_seconds,
-                "lr_range": (lr_low, lr_high),
-                "config": asdict(cfg),
-            },
-            out / "last.pt",
-        )
-        (out / "history.json").write_text(json.dumps({"config": asdict(cfg), "lr_range": [lr_low, lr_high],
-                                                      "history": history}, indent=1))
-        if stopped:
-            log(f"stopped: time budget of {cfg.max_minutes} min used")
-            break
-    if cfg.export_onnx and (out / "best.pt").is_file():
-        best_net = DualAAE(AAEConfig(cfg.patch_size, cfg.width, cfg.latent_dim))
-        best_net.load_state_dict(load_torch_weights(out / "best.pt", "checkpoint")["model"])
-        export_onnx(best_net, out / "best.onnx")
-        export_encoders_onnx(best_net, out / "best.onnx")
+    def make(ctx: TrainContext) -> AAEMethod:
+        methods.append(AAEMethod(ctx, train, val, cfg, out, cfg.find_lr and resume is None))
+        return methods[0]
+
+    res = run_training(make, out, loop, resume=resume, log=log)
+    method, found = methods[0], res.best["epoch"] >= 0
     return AAETrainResult(
-        best_fpr95=float(best["fpr95"]),
-        best_auc=float(best["auc"]),
-        best_epoch=int(best["epoch"]),
-        epochs_run=epoch + 1,
-        steps=step,
-        seconds=round(time.monotonic() - t0, 1),
-        seconds_per_step=train_seconds / max(1, step),
-        stopped_by_budget=stopped,
-        lr_range=(float(lr_low), float(lr_high)),
-        out_dir=str(out),
-        history=history,
+        best_fpr95=float(res.best["metrics"]["val_fpr95"]) if found else math.inf,
+        best_auc=float(res.best["metrics"]["val_auc"]) if found else 0.0,
+        best_epoch=int(res.best["epoch"]),
+        epochs_run=res.epochs_run,
+        steps=res.steps,
+        seconds=res.seconds,
+        seconds_per_step=method.train_seconds / max(1, res.steps),
+        stopped_by_budget=res.stopped_by_budget,
+        lr_range=(float(method.lr_range[0]), float(method.lr_range[1])),
+        out_dir=res.out_dir,
+        history=res.history,
     )

@@ -17,10 +17,10 @@ S1/S2 ``.npz`` folder). Pools are split into training and validation *by source 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+from sarcoreg.training.distributed import main_print, write_summary
 from sarcoreg.training.pair_datasets import (
     AlignedPatches,
     concat_pools,
@@ -92,7 +92,7 @@ def moco_main(argv: list[str]) -> int:
     p.add_argument("--shuffle-groups", type=int, default=4, help="sub-batches of the single-device shuffled BN")
     a = p.parse_args(argv)
     train, _, info = data_pools(a)
-    print(f"MoCo on {len(train)} training patches per modality", flush=True)
+    main_print(f"MoCo on {len(train)} training patches per modality")
     cfg = MoCoConfig(backbone=a.backbone, width=a.width, queue_size=a.queue_size, shuffle_groups=a.shuffle_groups,
                      epochs=a.epochs, steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr=a.lr,
                      lr_drop_epoch=a.lr_drop_epoch, device=a.device, threads=a.threads,
@@ -106,11 +106,9 @@ def moco_main(argv: list[str]) -> int:
         elif a.resume and a.modality == "both":
             p.error("with --modality both use --resume auto (each modality resumes from OUT/<modality>/last.pt)")
         res = pretrain_moco(train.sar if mod == "sar" else train.opt, out, mod, cfg, resume=resume,
-                            progress=not a.no_progress,
-                            log=lambda s: print(s, flush=True))
+                            progress=not a.no_progress, log=main_print)
         summary[mod] = {k: v for k, v in res.__dict__.items() if k != "history"}
-    Path(a.out, "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    print(json.dumps(summary, default=str))
+    write_summary(a.out, summary)
     return 0
 
 
@@ -129,7 +127,7 @@ def bnn_main(argv: list[str]) -> int:
     p.add_argument("--augment", action="store_true", help="RRL-Net style jitter and joint flips / rotations")
     a = p.parse_args(argv)
     train, val, info = data_pools(a)
-    print(f"training pairs {len(train)}, validation pairs {len(val)}", flush=True)
+    main_print(f"training pairs {len(train)}, validation pairs {len(val)}")
     moco_sar = moco_opt = None
     if a.init == "moco":
         if not a.moco_dir:
@@ -141,9 +139,6 @@ def bnn_main(argv: list[str]) -> int:
                          augment=a.augment,
                          device=a.device, threads=a.threads, max_minutes=a.max_minutes, max_steps=a.max_steps,
                          seed=a.seed)
-    res = train_bnn(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress,
-                    log=lambda s: print(s, flush=True))
-    summary = {"data": info, **{k: v for k, v in res.__dict__.items() if k != "history"}}
-    Path(a.out, "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    print(json.dumps(summary, default=str))
+    res = train_bnn(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress, log=main_print)
+    write_summary(a.out, {"data": info, **{k: v for k, v in res.__dict__.items() if k != "history"}})
     return 0

@@ -17,11 +17,11 @@ training optical image.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from sarcoreg.training.distributed import main_print, write_summary
 from sarcoreg.training.patches import (
     AlignedPair,
     PatchSet,
@@ -170,7 +170,7 @@ def _rrlnet(argv: list[str]) -> int:
         a.data, val_specs=a.val, val_fraction=a.val_fraction, pairs_per_image=a.pairs_per_image,
         synthetic=a.synthetic, seed=a.seed,
     )
-    print(f"training pairs {len(train)}, validation pairs {len(val)}", flush=True)
+    main_print(f"training pairs {len(train)}, validation pairs {len(val)}")
     cfg = TrainConfig(
         epochs=a.epochs, steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr=a.lr,
         perceptual=perceptual, vgg19_weights=a.vgg19_weights, augment=not a.no_augment, device=a.device,
@@ -178,10 +178,8 @@ def _rrlnet(argv: list[str]) -> int:
         bf16=a.bf16,
     )
     res = train_rrlnet(train, val, a.out, cfg, resume=a.resume, init=a.init, progress=not a.no_progress,
-                       log=lambda s: print(s, flush=True))
-    summary = {"data": info, **{k: v for k, v in res.__dict__.items() if k != "history"}}
-    Path(a.out, "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    print(json.dumps(summary, default=str))
+                       log=main_print)
+    write_summary(a.out, {"data": info, **{k: v for k, v in res.__dict__.items() if k != "history"}})
     return 0
 
 

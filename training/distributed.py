@@ -7,22 +7,24 @@ training command; torchrun sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MAST
 variables (a plain ``sarcoreg-train``) everything here is a no-op for a single process.
 
 Every rank draws the same global batch from the same seeded generator and keeps its own slice
-(:meth:`Distributed.shard`): the data order is the single-process one, and DDP's gradient mean
+(:meth:`Distributed.shard`, every N-th sample): the data order is the single-process one, and DDP's gradient mean
 over equal slices is the gradient of the global batch, so N processes follow the loss curve of
 one process with the same global batch.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["Distributed", "env_rank", "is_main_process", "main_print", "setup"]
+__all__ = ["Distributed", "env_rank", "is_main_process", "main_print", "seed_everything", "setup", "write_summary"]
 
 
 def env_rank() -> int:
@@ -41,6 +43,13 @@ def main_print(text: str) -> None:
     """``print(text, flush=True)`` on rank 0 only."""
     if is_main_process():
         print(text, flush=True)
+
+
+def write_summary(out: str | Path, summary: dict[str, object]) -> None:
+    """Rank 0 writes ``out/summary.json`` and prints it as one line (the other ranks do nothing)."""
+    if is_main_process():
+        Path(out, "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        print(json.dumps(summary, default=str), flush=True)
 
 
 @dataclass
@@ -70,7 +79,10 @@ class Distributed:
         return self.rank == 0
 
     def shard(self, x: Any) -> Any:
-        """This rank's slice of a global batch (numpy array or tensor, first axis).
+        """This rank's share of a global batch (numpy array or tensor, first axis): every N-th sample from ``rank``.
+
+        Interleaved rather than contiguous, so that a batch laid out by class (positives first,
+        negatives last) gives every process both classes in the same proportion.
 
         Raises:
             ValueError: The batch does not split evenly over the processes (DDP's gradient mean
@@ -84,8 +96,7 @@ class Distributed:
                 f"a global batch of {n} does not split evenly over {self.world_size} processes; "
                 "use a --batch-size that is a multiple of --nproc_per_node"
             )
-        k = n // self.world_size
-        return x[self.rank * k : (self.rank + 1) * k]
+        return x[self.rank :: self.world_size]
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         """The mean of each number over the processes (the loss of the global batch)."""

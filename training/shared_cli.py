@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 __all__ = ["shared_main"]
 
@@ -59,6 +58,7 @@ def shared_main(argv: list[str]) -> int:
     """Entry point of ``sarcoreg-train shared``."""
     a = _parser().parse_args(argv)
     from sarcoreg.models.shared_modality import SharedConfig
+    from sarcoreg.training.distributed import main_print
     from sarcoreg.training.shared_data import load_spec, split_holdout, synthetic_partners
     from sarcoreg.training.shared_train import SharedTrainConfig, train_shared
 
@@ -81,15 +81,15 @@ def shared_main(argv: list[str]) -> int:
         info["synthetic_scenes"] = len(syn)
     info["train_scenes"], info["val_scenes"] = len(train), len(val)
     info["train_pixels"] = int(sum(int(s.valid.sum()) for s in train))
-    print(f"training scenes {len(train)}, held-out scenes {len(val)}", flush=True)
+    main_print(f"training scenes {len(train)}, held-out scenes {len(val)}")
     eval_every = a.eval_every or a.steps_per_epoch or 200
     max_steps = a.max_steps or (a.epochs * eval_every if a.epochs else 100000)
     cfg = SharedTrainConfig(model=model, window=a.window, crop=a.crop, batch_size=a.batch_size, lr=a.lr,
                             warmup_steps=a.warmup_steps, max_steps=max_steps, max_minutes=a.max_minutes,
                             eval_every=eval_every, threads=a.threads, device=a.device, seed=a.seed,
                             bn_recalibrate_batches=a.bn_recalibrate)
-    res = train_shared(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress,
-                       log=lambda s: print(s, flush=True), data_info=info)
-    summary = json.loads((Path(a.out) / "summary.json").read_text())
-    print(json.dumps({k: summary[k] for k in ("steps", "seconds", "best_step", "best_val_loss", "stopped_by")}))
+    res = train_shared(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress, log=main_print,
+                       data_info=info)
+    main_print(json.dumps({"steps": res.steps, "seconds": res.seconds, "best_step": res.best_step,
+                           "best_val_loss": res.best_val_loss, "stopped_by": res.stopped_by}))
     return 0 if res.steps > 0 else 1

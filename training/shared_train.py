@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,14 +23,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from sarcoreg.models.safe_load import load_torch_weights, plain_data
 from sarcoreg.models.shared_modality import SharedConfig, make_nets
 from sarcoreg.training.shared_data import CropSampler, ScenePair, pad_to_multiple
 from sarcoreg.training.shared_losses import LossWeights, image_metrics, shared_loss_v1, shared_loss_v2
+from typing_extensions import override
 
-from .step_hook import report_step
+from .loop import LoopConfig, TrainContext, TrainMethod, legacy_best, legacy_checkpoint, run_training
 
-__all__ = ["ProgressFn", "SharedTrainConfig", "SharedTrainResult", "evaluate", "recalibrate_bn", "train_shared"]
+__all__ = ["ProgressFn", "SharedMethod", "SharedTrainConfig", "SharedTrainResult", "evaluate", "recalibrate_bn",
+           "train_shared"]
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
@@ -112,20 +111,16 @@ class SharedTrainResult:
     out: str
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _gray(optical: torch.Tensor, rgb: Sequence[int]) -> torch.Tensor:
     sel = optical[:, list(rgb)] if rgb else optical
     return sel.mean(dim=1, keepdim=True)
 
 
 def _loss(nets: torch.nn.Module, cfg: SharedTrainConfig, weights: LossWeights, x: torch.Tensor, y: torch.Tensor,
-          valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
-    s, o = nets(x, y)
+          valid: torch.Tensor, trained: torch.nn.Module | None = None,
+          ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
+    """Loss, its parts and the shared images; the forward goes through ``trained`` (DDP) when given."""
+    s, o = (trained or nets)(x, y)
     if cfg.model.criterion == "v2":
         loss, parts = shared_loss_v2(s, o, _gray(y, cfg.model.rgb), weights, valid)
     else:
@@ -229,11 +224,120 @@ def _lr_at(step: int, cfg: SharedTrainConfig) -> float:
     return cfg.warmup_start + (cfg.lr - cfg.warmup_start) * step / max(1, cfg.warmup_steps)
 
 
-def _save(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tensors = ("model", "optimizer", "torch_rng")  # state dicts and tensors; the rest is made plain data
-    torch.save({k: v if k in tensors else plain_data(v) for k, v in payload.items()}, tmp)
-    os.replace(tmp, path)
+class SharedMethod(TrainMethod):
+    """The shared-modality networks on :func:`~sarcoreg.training.loop.run_training` (a step-counted run).
+
+    Args:
+        ctx: The loop's context.
+        train: Training scenes.
+        val: Held-out scenes.
+        cfg: Options.
+        callback: ``callback(step, max_steps, info)`` after every step.
+    """
+
+    name = "shared"
+
+    def __init__(self, ctx: TrainContext, train: Sequence[ScenePair], val: Sequence[ScenePair],
+                 cfg: SharedTrainConfig, callback: ProgressFn | None = None) -> None:
+        self.ctx, self.val, self.cfg, self.callback = ctx, val, cfg, callback
+        self.label = f"shared {cfg.model.criterion}"
+        self.nets = make_nets(cfg.model).to(ctx.device)
+        self.opt = torch.optim.NAdam(self.nets.parameters(), lr=cfg.warmup_start, weight_decay=cfg.weight_decay)
+        self.sampler = CropSampler(train, cfg.crop, cfg.min_valid, seed=cfg.seed)
+        self.weights = LossWeights.paper(cfg.model.criterion, cfg.window)
+        self.trained = ctx.wrap(self.nets)
+        self.baseline: dict[str, Any] = {}
+        self.best_metrics: dict[str, Any] = {}
+        self.last_metrics: dict[str, Any] = {}
+        self.lr, self.steps_done = cfg.warmup_start, 0
+
+    @override
+    def state_objects(self) -> dict[str, Any]:
+        return {"model": self.nets, "optimizer": self.opt}
+
+    @override
+    def config_dict(self) -> dict[str, Any]:
+        return {"model": self.cfg.model.to_dict(), "train": self.cfg.to_dict()}
+
+    @override
+    def before_training(self, resumed: bool) -> None:
+        if not self.baseline and self.val and self.ctx.is_main:  # only rank 0 writes the summary
+            self.baseline = b = evaluate(self.nets, self.val, self.cfg, self.ctx.device, baseline=True)["baseline"]
+            self.ctx.log(f"no transform (held-out pairs): RMSE {b['rmse']:.4f} PSNR {b['psnr']:.2f} "
+                         f"SSIM {b['ssim']:.4f}")
+        self.nets.train()
+
+    @override
+    def train_step(self, step: int, epoch: int) -> dict[str, float]:
+        ctx, cfg = self.ctx, self.cfg
+        self.lr = _lr_at(step, cfg)
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr
+        xs, ys, vs = (ctx.shard(a) for a in self.sampler.batch(cfg.batch_size))
+        x, y, v = (torch.from_numpy(a).to(ctx.device) for a in (xs, ys, vs))
+        loss, parts, _, _ = _loss(self.nets, cfg, self.weights, x, y, v, self.trained)
+        ctx.optimise(loss, self.opt)
+        self.steps_done = step + 1
+        row = {"loss": float(loss.detach()), **parts}
+        if self.callback is not None:
+            self.callback(step + 1, cfg.max_steps, {**row, "lr": self.lr})
+        return row
+
+    @override
+    def validate(self, epoch: int, steps: list[dict[str, float]]) -> dict[str, Any]:
+        cfg, dev, step = self.cfg, self.ctx.device, self.steps_done
+        recalibrate_bn(self.nets, self.sampler, cfg.bn_recalibrate_batches, 2 * cfg.batch_size, dev, cfg.seed + step)
+        train_loss = float(np.mean([s["loss"] for s in steps])) if steps else None
+        self.last_metrics = (evaluate(self.nets, self.val, cfg, dev) if self.val
+                             else {"loss": math.inf if train_loss is None else train_loss})
+        m = self.last_metrics
+        return {"train_loss": train_loss, "lr": self.lr,
+                **{f"val_{k}": m[k] for k in ("loss", "rmse", "psnr", "ssim") if k in m}}
+
+    @override
+    def score(self, row: dict[str, Any]) -> float:
+        return float(row["val_loss"])
+
+    @override
+    def on_best(self, row: dict[str, Any], out: Path | None) -> None:
+        self.best_metrics = self.last_metrics
+
+    @override
+    def best_payload(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {"config": self.config_dict()}
+
+    @override
+    def epoch_line(self, row: dict[str, Any], improved: bool) -> str:
+        vals = " ".join(f"{k} {row[k]:.4f}" for k in ("val_loss", "val_rmse", "val_psnr", "val_ssim") if k in row)
+        train = f" train_loss {row['train_loss']:.4f}" if row.get("train_loss") is not None else ""
+        return f"epoch {row['epoch']}: step {row['step']}{train} {vals} ({row['seconds']:.0f} s)"
+
+    @override
+    def method_state(self) -> dict[str, Any]:
+        return {"sampler_state": self.sampler.state(), "baseline": self.baseline, "best_metrics": self.best_metrics}
+
+    @override
+    def load_method_state(self, state: dict[str, Any]) -> None:
+        if "sampler_state" in state:
+            self.sampler.set_state(state["sampler_state"])
+        self.baseline = dict(state.get("baseline") or {})
+        self.best_metrics = dict(state.get("best_metrics") or {})
+
+    @override
+    def history_extra(self) -> dict[str, Any]:
+        return {"config": self.cfg.to_dict()}
+
+    @override
+    def legacy_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``last.pt`` of the hand-written shared loop (``elapsed``, ``best_val`` / ``best_step``, sampler state)."""
+        history = list(state.get("history", []))
+        best_step = int(state.get("best_step", -1))
+        epoch = next((int(r["epoch"]) for r in history if int(r.get("step", -2)) == best_step), -1)
+        best = legacy_best(history, epoch, float(state.get("best_val", math.inf)))
+        return legacy_checkpoint(
+            state, self.name, epochs_done=len(history), seconds=float(state.get("elapsed", 0.0)), best=best,
+            method_state={"sampler_state": state.get("sampler_state"), "baseline": state.get("baseline", {}),
+                          "best_metrics": state.get("best_metrics", {})})
 
 
 def train_shared(
@@ -248,7 +352,7 @@ def train_shared(
     callback: ProgressFn | None = None,
     data_info: dict[str, Any] | None = None,
 ) -> SharedTrainResult:
-    """Train the shared-modality networks.
+    """Train the shared-modality networks (one process, or one of ``torchrun``'s processes).
 
     Args:
         train: Training scenes (normalised, see :mod:`sarcoreg.training.shared_data`).
@@ -256,122 +360,36 @@ def train_shared(
         out: Run folder (created).
         cfg: Options.
         resume: ``last.pt`` of an earlier run: networks, optimiser, step, sampler state, history
-            and elapsed time are restored (``cfg.max_steps`` / ``max_minutes`` of this call apply).
+            and elapsed time are restored (``cfg.max_steps`` / ``max_minutes`` of this call apply;
+            the time budget counts from this call).
         progress: Show a tqdm bar.
         log: Where the ``epoch K: ...`` lines go.
         callback: ``callback(step, max_steps, info)`` after every step (``info``: loss, lr).
-        data_info: Description of the data, stored in ``history.json``.
+        data_info: Description of the data, stored in ``summary.json``.
 
     Returns:
-        The :class:`SharedTrainResult` (also written as ``history.json``).
+        The :class:`SharedTrainResult` (also written as ``summary.json``).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    device = _device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    nets = make_nets(cfg.model).to(device)
-    opt = torch.optim.NAdam(nets.parameters(), lr=cfg.warmup_start, weight_decay=cfg.weight_decay)
-    sampler = CropSampler(train, cfg.crop, cfg.min_valid, seed=cfg.seed)
-    weights = LossWeights.paper(cfg.model.criterion, cfg.window)
-    step, elapsed_before, history = 0, 0.0, []
-    best_val, best_step, best_metrics = math.inf, -1, {}
-    baseline: dict[str, Any] = {}
-    if resume:
-        ck = load_torch_weights(resume, "checkpoint")
-        nets.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sampler.set_state(ck["sampler_state"])
-        step, elapsed_before, history = int(ck["step"]), float(ck["elapsed"]), list(ck["history"])
-        best_val, best_step = float(ck["best_val"]), int(ck["best_step"])
-        best_metrics, baseline = dict(ck.get("best_metrics", {})), dict(ck.get("baseline", {}))
-        torch.set_rng_state(ck["torch_rng"])
-        log(f"resumed from {resume} at step {step}")
-    if not baseline and val:
-        baseline = evaluate(nets, val, cfg, device, baseline=True)["baseline"]
-        log(f"no transform (held-out pairs): RMSE {baseline['rmse']:.4f} PSNR {baseline['psnr']:.2f} "
-            f"SSIM {baseline['ssim']:.4f}")
-    t0 = time.monotonic()
-    deadline = None if cfg.max_minutes is None else t0 + 60.0 * cfg.max_minutes
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    loop = LoopConfig(epochs=None, steps_per_epoch=cfg.eval_every, max_steps=cfg.max_steps,
+                      max_minutes=cfg.max_minutes, budget_includes_resumed=False, seed=cfg.seed, device=cfg.device,
+                      threads=cfg.threads, progress=progress)
+    methods: list[SharedMethod] = []
 
-        bar = tqdm(total=cfg.max_steps, initial=step, desc=f"shared {cfg.model.criterion}", unit="step")
-    nets.train()
-    running: list[float] = []
-    stopped_by = "max_steps"
+    def make(ctx: TrainContext) -> SharedMethod:
+        methods.append(SharedMethod(ctx, train, val, cfg, callback))
+        return methods[0]
 
-    def checkpoint(metrics: dict[str, Any]) -> None:
-        nonlocal best_val, best_step, best_metrics
-        is_best = metrics["loss"] < best_val
-        if is_best:
-            best_val, best_step, best_metrics = float(metrics["loss"]), step, metrics
-        payload = {
-            "model": nets.state_dict(), "optimizer": opt.state_dict(), "step": step,
-            "config": {"model": cfg.model.to_dict(), "train": cfg.to_dict()},
-            "sampler_state": sampler.state(), "elapsed": elapsed_before + time.monotonic() - t0,
-            "history": history, "best_val": best_val, "best_step": best_step, "best_metrics": best_metrics,
-            "baseline": baseline, "torch_rng": torch.get_rng_state(),
-        }
-        _save(out / "last.pt", payload)
-        if is_best:
-            _save(out / "best.pt", {"model": nets.state_dict(), "step": step,
-                                    "config": {"model": cfg.model.to_dict(), "train": cfg.to_dict()}})
-
-    while step < cfg.max_steps:
-        if deadline is not None and time.monotonic() >= deadline:
-            stopped_by = "max_minutes"
-            break
-        lr = _lr_at(step, cfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        xs, ys, vs = sampler.batch(cfg.batch_size)
-        x, y, v = (torch.from_numpy(a).to(device) for a in (xs, ys, vs))
-        loss, parts, _, _ = _loss(nets, cfg, weights, x, y, v)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        report_step(step / max(cfg.max_steps, 1), f"step {step}/{cfg.max_steps}")
-        running.append(float(loss.detach()))
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{running[-1]:.3f}")
-        if callback is not None:
-            callback(step, cfg.max_steps, {"loss": running[-1], "lr": lr, **parts})
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            recalibrate_bn(nets, sampler, cfg.bn_recalibrate_batches, 2 * cfg.batch_size, device, cfg.seed + step)
-            metrics = evaluate(nets, val, cfg, device) if val else {"loss": float(np.mean(running))}
-            row = {"epoch": len(history) + 1, "step": step, "train_loss": float(np.mean(running)), "lr": lr,
-                   "seconds": round(elapsed_before + time.monotonic() - t0, 1), **{f"val_{k}": metrics[k] for k in
-                   ("loss", "rmse", "psnr", "ssim") if k in metrics}}
-            history.append(row)
-            running = []
-            checkpoint(metrics)
-            log(f"epoch {row['epoch']}: step {step} train_loss {row['train_loss']:.4f} "
-                + " ".join(f"{k} {row[k]:.4f}" for k in ("val_loss", "val_rmse", "val_psnr", "val_ssim") if k in row)
-                + f" ({row['seconds']:.0f} s)")
-    if bar is not None:
-        bar.close()
-    if running or not history or history[-1]["step"] != step:
-        recalibrate_bn(nets, sampler, cfg.bn_recalibrate_batches, 2 * cfg.batch_size, device, cfg.seed + step)
-        metrics = evaluate(nets, val, cfg, device) if val else {"loss": float(np.mean(running or [math.inf]))}
-        row = {"epoch": len(history) + 1, "step": step, "train_loss": float(np.mean(running)) if running else None,
-               "lr": _lr_at(max(0, step - 1), cfg), "seconds": round(elapsed_before + time.monotonic() - t0, 1),
-               **{f"val_{k}": metrics[k] for k in ("loss", "rmse", "psnr", "ssim") if k in metrics}}
-        history.append(row)
-        checkpoint(metrics)
-        log(f"epoch {row['epoch']}: step {step} (final) " + " ".join(
-            f"{k} {row[k]:.4f}" for k in ("val_loss", "val_rmse", "val_psnr", "val_ssim") if k in row))
-    seconds = elapsed_before + time.monotonic() - t0
-    result = SharedTrainResult(step, round(seconds, 1), best_step, best_val, best_metrics, baseline, str(device),
-                               stopped_by, history, str(out))
-    summary = {k: v for k, v in asdict(result).items() if k != "history"}
-    summary["config"] = cfg.to_dict()
-    summary["data"] = data_info or {}
-    summary["threads"] = torch.get_num_threads()
-    (out / "history.json").write_text(json.dumps({"config": cfg.to_dict(), "history": history}, indent=1))
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    res = run_training(make, out, loop, resume=resume, log=log)
+    method = methods[0]
+    result = SharedTrainResult(res.steps, res.seconds, int(res.best["step"]), float(res.best["score"]),
+                               method.best_metrics, method.baseline, str(method.ctx.device), res.stopped_by,
+                               res.history, str(out))
+    if res.rank == 0:
+        summary = {k: v for k, v in asdict(result).items() if k != "history"}
+        summary["config"] = cfg.to_dict()
+        summary["data"] = data_info or {}
+        summary["threads"] = torch.get_num_threads()
+        summary["processes"] = res.world_size
+        (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return result
