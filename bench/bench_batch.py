@@ -157,6 +157,7 @@ def main() -> int:
     ap.add_argument("--modes", default="serial,dask2", help="serial and/or daskN, comma separated")
     ap.add_argument("--scale-sizes", default="2048,6144", help="large pair sizes for the cost model ('': skip)")
     ap.add_argument("--data", type=Path, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--results", type=Path, default=BENCH_ROOT / "results", help="where batch.json / .md go")
     a = ap.parse_args()
 
     scratch = a.data or Path(tempfile.mkdtemp(prefix="bench-batch-"))
@@ -187,8 +188,8 @@ def main() -> int:
             results["projection"]["efficiency_here"] = round(
                 serial["wall_s"] / parallel[-1]["wall_s"] / parallel[-1]["workers"], 2)
     results["machine_end"] = _load()
-    out = BENCH_ROOT / "results"
-    out.mkdir(exist_ok=True)
+    out = a.results
+    out.mkdir(parents=True, exist_ok=True)
     (out / "batch.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     md = _markdown(results)
     (out / "batch.md").write_text(md, encoding="utf-8")

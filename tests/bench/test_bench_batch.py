@@ -16,10 +16,11 @@ from tests.conftest import REPO, VENV_PYTHON
 def test_bench_batch_runs_and_writes_its_tables(tmp_path: Path) -> None:
     python = str(VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable))
     res = subprocess.run([python, str(REPO / "bench" / "bench_batch.py"), "--pairs", "2", "--size", "256",
-                          "--modes", "serial", "--scale-sizes", "", "--data", str(tmp_path)],
+                          "--modes", "serial", "--scale-sizes", "", "--data", str(tmp_path),
+                          "--results", str(tmp_path / "results")],
                          capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
-    results = json.loads((REPO / "bench" / "results" / "batch.json").read_text())
+    results = json.loads((tmp_path / "results" / "batch.json").read_text())
     (serial,) = results["modes"]
     assert serial["mode"] == "serial" and serial["pairs"] == 2 and serial["pairs_per_min"] > 0
     assert "| serial | 1 | 2 |" in res.stdout
