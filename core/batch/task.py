@@ -25,7 +25,7 @@ __all__ = ["run_pair"]
 log = logging.getLogger("sarcoreg.batch")
 
 #: Seconds between two looks at the batch's cancel event (one round trip to the scheduler each).
-_CANCEL_POLL_S = 0.5
+_CANCEL_POLL_S = 1.0
 
 
 def _limit_threads(threads: int) -> None:
