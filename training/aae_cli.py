@@ -130,12 +130,13 @@ def aae_eval_main(argv: list[str]) -> int:
         err = matching_errors(pk.shift, truth)
         name = label or Path(path).stem
         errors[name] = err
-        report[name] = {
+        entry: dict[str, object] = {
             "model": path, "cases": int(len(err)), "max_shift": max_shift, **_error_stats(err),
             "mean_reliability": float(pk.reliability.mean()),
         }
+        report[name] = entry
         source = np.array([_source_of(val_pairs[k // a.cases_per_pair].name) for k in range(len(err))])
-        report[name]["per_source"] = {src: {"cases": int((source == src).sum()), **_error_stats(err[source == src])}
+        entry["per_source"] = {src: {"cases": int((source == src).sum()), **_error_stats(err[source == src])}
                                       for src in sorted(set(source.tolist()))}
         best = int(np.argmax(pk.reliability))
         plot_correspondence_map(maps[best], out / f"map-{name}.png", template=temps[best], search=search[best],

@@ -34,14 +34,13 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
 from sarcoreg.models.aae import AAEConfig, AAEInference, DualAAE, export_encoders_onnx, export_onnx
-from sarcoreg.models.safe_load import load_torch_weights
 from sarcoreg.training.aae_losses import (
     Critic,
     contrastive_loss,
@@ -55,7 +54,7 @@ from sarcoreg.training.patches import AlignedPair, keypoints
 from torch import nn
 from typing_extensions import override
 
-from .loop import LoopConfig, TrainContext, TrainMethod, legacy_best, legacy_checkpoint, run_training
+from .loop import LoopConfig, RunOptions, TrainContext, TrainMethod, load_best, run_training
 
 __all__ = [
     "AAEBatcher",
@@ -135,7 +134,7 @@ def split_supervision(n: int, ratio: float, rng: np.random.Generator) -> tuple[n
 
 
 @dataclass
-class AAETrainConfig:
+class AAETrainConfig(RunOptions):
     """Options of :func:`train_aae` (defaults = the paper's recipe)."""
 
     patch_size: int = 128
@@ -161,10 +160,6 @@ class AAETrainConfig:
     min_negative_offset: int = 16
     easy_negatives: float = 0.0
     augment: bool = True
-    device: str = "auto"
-    threads: int | None = None
-    max_minutes: float | None = None
-    seed: int = 100
     val_batch: int = 128
     val_maps: int = 0
     val_map_stride: int = 4
@@ -430,6 +425,8 @@ class AAEMethod(TrainMethod):
     """
 
     name = "aae"
+    net: DualAAE
+    legacy_best_key = "fpr95"
 
     def __init__(self, ctx: TrainContext, train: SearchPatches, val: SearchPatches, cfg: AAETrainConfig, out: Path,
                  find_lr: bool) -> None:
@@ -462,9 +459,6 @@ class AAEMethod(TrainMethod):
         return {"model": self.net, "critic": self.critic, "optimizer": self.opt_ae, "critic_optimizer": self.opt_c,
                 "scheduler": self.sched}
 
-    @override
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.cfg)
 
     @override
     def start_epoch(self, epoch: int) -> None:
@@ -532,23 +526,17 @@ class AAEMethod(TrainMethod):
     def history_extra(self) -> dict[str, Any]:
         return {"lr_range": list(self.lr_range)}
 
+
     @override
-    def legacy_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
-        """``last.pt`` of the hand-written AAE loop (critic, schedulers, ``lr_range``, ``train_seconds``)."""
-        old = dict(state.get("best") or {})
-        best = legacy_best(state.get("history", []), int(old.get("epoch", -1)), float(old.get("fpr95", math.inf)))
-        return legacy_checkpoint(
-            state, self.name, epochs_done=int(state["epoch"]) + 1, seconds=float(state.get("seconds", 0.0)), best=best,
-            method_state={"lr_range": list(state.get("lr_range", self.lr_range)),
-                          "train_seconds": float(state.get("train_seconds", 0.0))},
-            state_keys=("model", "critic", "optimizer", "critic_optimizer", "scheduler"))
+    def legacy_method_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        return {"lr_range": list(state.get("lr_range", self.lr_range)),
+                "train_seconds": float(state.get("train_seconds", 0.0))}
 
     @override
     def export(self, out: Path) -> None:
         if self.cfg.export_onnx:
             cfg = self.cfg
-            best_net = DualAAE(AAEConfig(cfg.patch_size, cfg.width, cfg.latent_dim))
-            best_net.load_state_dict(load_torch_weights(out / "best.pt", "checkpoint")["model"])
+            best_net = load_best(DualAAE(AAEConfig(cfg.patch_size, cfg.width, cfg.latent_dim)), out)
             export_onnx(best_net, out / "best.onnx")
             export_encoders_onnx(best_net, out / "best.onnx")
 
@@ -580,9 +568,7 @@ def train_aae(
     """
     cfg = config or AAETrainConfig()
     out = Path(out_dir)
-    loop = LoopConfig(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch or max(1, len(train) // cfg.batch_size),
-                      max_minutes=cfg.max_minutes, seed=cfg.seed, device=cfg.device, threads=cfg.threads,
-                      progress=progress)
+    loop = LoopConfig.from_options(cfg, cfg.steps_per_epoch or max(1, len(train) // cfg.batch_size), progress)
     methods: list[AAEMethod] = []
 
     def make(ctx: TrainContext) -> AAEMethod:
@@ -590,10 +576,10 @@ def train_aae(
         return methods[0]
 
     res = run_training(make, out, loop, resume=resume, log=log)
-    method, found = methods[0], res.best["epoch"] >= 0
+    method = methods[0]
     return AAETrainResult(
-        best_fpr95=float(res.best["metrics"]["val_fpr95"]) if found else math.inf,
-        best_auc=float(res.best["metrics"]["val_auc"]) if found else 0.0,
+        best_fpr95=res.best_value("val_fpr95", math.inf),
+        best_auc=res.best_value("val_auc", 0.0),
         best_epoch=int(res.best["epoch"]),
         epochs_run=res.epochs_run,
         steps=res.steps,

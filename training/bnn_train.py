@@ -21,21 +21,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from sarcoreg.models.bnn import BNN, export_onnx
-from sarcoreg.models.safe_load import load_torch_weights
 from sarcoreg.training.bnn_losses import balanced_indices, bnn_loss, to_tensor
 from sarcoreg.training.metrics import auc, fpr95, roc_curve
 from sarcoreg.training.pair_datasets import AlignedPatches, eval_pairs
 from torch import nn
 from typing_extensions import override
 
-from .loop import LoopConfig, TrainContext, TrainMethod, legacy_best, legacy_checkpoint, run_training, save_atomic
+from .loop import LoopConfig, RunOptions, TrainContext, TrainMethod, load_best, run_training, save_atomic
 
 __all__ = [
     "BNNMethod",
@@ -51,7 +50,7 @@ __all__ = [
 
 
 @dataclass
-class BNNTrainConfig:
+class BNNTrainConfig(RunOptions):
     """Options of :func:`train_bnn` (defaults: the paper's MoCo-BNN fine-tuning)."""
 
     backbone: str = "vgg11"
@@ -67,11 +66,7 @@ class BNNTrainConfig:
     weight_decay: float = 1e-3
     alpha: float = 1.0
     augment: bool = False
-    device: str = "auto"
-    threads: int | None = None
-    max_minutes: float | None = None
     max_steps: int | None = None
-    seed: int = 100
     val_batch: int = 128
     export_onnx: bool = True
     bf16: bool = False
@@ -212,6 +207,9 @@ class BNNMethod(TrainMethod):
     """
 
     name = "bnn"
+    net: BNN
+    legacy_best_key = "accuracy"
+    legacy_higher_is_better = True
     label = "bnn"
 
     def __init__(self, ctx: TrainContext, train: AlignedPatches, val: AlignedPatches, cfg: BNNTrainConfig,
@@ -231,17 +229,8 @@ class BNNMethod(TrainMethod):
         self.trained = ctx.wrap(_Distance(self.net))
         self._roc: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
 
-    @override
-    def state_objects(self) -> dict[str, Any]:
-        return {"model": self.net, "optimizer": self.opt}
 
-    @override
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.cfg)
 
-    @override
-    def start_epoch(self, epoch: int) -> None:
-        self.net.train()
 
     @override
     def train_step(self, step: int, epoch: int) -> dict[str, float]:
@@ -284,19 +273,10 @@ class BNNMethod(TrainMethod):
                 f"(h < {row['val_threshold']:.3f}){'  (best)' if improved else ''}  [{row['seconds']:.0f} s]")
 
     @override
-    def legacy_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
-        """``last.pt`` of the hand-written BNN loop (``best`` with ``accuracy``, ``epoch``, ``metrics``)."""
-        old = dict(state.get("best") or {})
-        best = legacy_best(state.get("history", []), int(old.get("epoch", -1)), -float(old.get("accuracy", -math.inf)))
-        return legacy_checkpoint(state, self.name, epochs_done=int(state["epoch"]) + 1,
-                                 seconds=float(state.get("seconds", 0.0)), best=best)
-
-    @override
     def export(self, out: Path) -> None:
         if self.cfg.export_onnx:
             best_net = BNN(self.cfg.backbone, patch_size=self.train.patch_size, width=self.cfg.width)
-            best_net.load_state_dict(load_torch_weights(out / "best.pt", "checkpoint")["model"])
-            export_onnx(best_net, out / "best.onnx")
+            export_onnx(load_best(best_net, out), out / "best.onnx")
 
 
 def train_bnn(
@@ -332,8 +312,7 @@ def train_bnn(
     if cfg.init not in ("np", "moco"):
         raise ValueError(f"init must be 'np' (from scratch) or 'moco', got {cfg.init!r}")
     spe = cfg.steps_per_epoch or max(1, math.ceil(len(train) / max(1, cfg.batch_size // 2)))
-    loop = LoopConfig(epochs=cfg.epochs, steps_per_epoch=spe, max_steps=cfg.max_steps, max_minutes=cfg.max_minutes,
-                      seed=cfg.seed, device=cfg.device, threads=cfg.threads, bf16=cfg.bf16, progress=progress)
+    loop = LoopConfig.from_options(cfg, spe, progress)
     res = run_training(lambda ctx: BNNMethod(ctx, train, val, cfg, cfg.init == "moco" and resume is None),
                        out_dir, loop, resume=resume, log=log)
     if res.stopped_by == "max_steps":

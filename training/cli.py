@@ -12,6 +12,11 @@ word ``bigearthnet-examples`` (the six S1/S2 pairs of the ``bigearthnet-common``
 Image-pair sources are split *by image pair* into training and validation (``--val-fraction``);
 ``--synthetic K`` adds K SAR-like partners (:func:`sarcoreg.core.synthetic.sar_like_db`) per
 training optical image.
+
+Every method trains on :mod:`sarcoreg.training.loop`, so every command also runs on several
+processes with torch DDP (``--batch-size`` stays the global batch; rank 0 logs and writes)::
+
+    torchrun --nproc_per_node 2 -m sarcoreg.training.cli rrlnet --data DIR --out runs/visnir
 """
 
 from __future__ import annotations

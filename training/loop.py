@@ -37,7 +37,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +53,12 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "LoopConfig",
     "LoopResult",
+    "RunOptions",
     "TrainContext",
     "TrainMethod",
     "legacy_best",
     "legacy_checkpoint",
+    "load_best",
     "read_checkpoint",
     "run_training",
     "save_atomic",
@@ -64,6 +66,23 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "sarcoreg-training-checkpoint/2"
 """``last.pt`` / ``best.pt`` written by this loop carry ``"format": CHECKPOINT_FORMAT`` and ``"method"``."""
+
+
+@dataclass
+class RunOptions:
+    """Where and how long a method's run goes: the fields every method config shares (its base class).
+
+    Attributes:
+        device: ``auto`` / ``cpu`` / ``cuda`` / ``cuda:N``.
+        threads: torch CPU threads (None: torch's default).
+        max_minutes: Wall-clock budget.
+        seed: Seed of the weights and the sampling.
+    """
+
+    device: str = "auto"
+    threads: int | None = None
+    max_minutes: float | None = None
+    seed: int = 100
 
 
 @dataclass
@@ -98,6 +117,17 @@ class LoopConfig:
     bf16: bool = False
     progress: bool = True
     history_name: str = "history.json"
+
+    @classmethod
+    def from_options(cls, options: Any, steps_per_epoch: int, progress: bool = True, **overrides: Any) -> LoopConfig:
+        """The loop options found on a method's config, with ``overrides`` on top.
+
+        Read from ``options`` where it has them: ``epochs``, ``max_steps``, ``max_minutes``, ``seed``,
+        ``device``, ``threads``, ``bf16`` (a missing one keeps its default).
+        """
+        names = ("epochs", "max_steps", "max_minutes", "seed", "device", "threads", "bf16")
+        found = {k: getattr(options, k) for k in names if hasattr(options, k)}
+        return cls(**{"steps_per_epoch": steps_per_epoch, "progress": progress, **found, **overrides})
 
     def __post_init__(self) -> None:
         if self.steps_per_epoch < 1:
@@ -171,24 +201,29 @@ class TrainMethod:
 
     name = "method"
     label = "epoch"
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    cfg: Any = None
 
     def state_objects(self) -> dict[str, Any]:
         """Everything with ``state_dict`` / ``load_state_dict`` to checkpoint, by key.
 
         ``"model"`` is the network (the one ``best.pt`` keeps); optimisers, schedulers and further
-        networks get keys of their own (``"optimizer"``, ``"critic"`` ...).
+        networks get keys of their own (``"optimizer"``, ``"critic"`` ...). Default: ``self.net``
+        and ``self.opt``.
         """
-        raise NotImplementedError
+        return {"model": self.net, "optimizer": self.opt}
 
     def config_dict(self) -> dict[str, Any]:
-        """The method's options as plain data (stored in the checkpoints and the history)."""
-        return {}
+        """The method's options as plain data (stored in the checkpoints and the history); default ``self.cfg``."""
+        return asdict(self.cfg) if is_dataclass(self.cfg) and not isinstance(self.cfg, type) else {}
 
     def before_training(self, resumed: bool) -> None:
         """Called once before the first step (baselines, log lines)."""
 
     def start_epoch(self, epoch: int) -> None:
-        """Called before the steps of ``epoch`` (0-based): train mode, learning-rate plans."""
+        """Called before the steps of ``epoch`` (0-based): train mode (default ``self.net.train()``), lr plans."""
+        self.net.train()
 
     def train_step(self, step: int, epoch: int) -> dict[str, float]:
         """One optimisation step; returns its numbers (at least ``"loss"``)."""
@@ -237,9 +272,23 @@ class TrainMethod:
         """Entries of ``history.json`` beside ``config`` and ``history``."""
         return {}
 
+    legacy_best_key: str | None = None
+    """Key of the score in the ``best`` entry of the method's checkpoints from before this loop."""
+    legacy_higher_is_better = False
+
+    def legacy_method_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The :meth:`method_state` held in a checkpoint from before this loop."""
+        return {}
+
     def legacy_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
-        """A ``last.pt`` written by this method's loop before :mod:`.loop` existed, in this loop's layout."""
-        raise ValueError(f"not a {self.name} training checkpoint of this version (no 'format' entry)")
+        """A ``last.pt`` written by this method's loop before :mod:`.loop` existed, in this loop's layout.
+
+        Default: the hand-written epoch loops' layout (:func:`legacy_checkpoint`) with the keys of
+        :meth:`state_objects`, :attr:`legacy_best_key` and :meth:`legacy_method_state`.
+        """
+        return legacy_checkpoint(state, self.name, best_key=self.legacy_best_key,
+                                 higher_is_better=self.legacy_higher_is_better,
+                                 method_state=self.legacy_method_state(state), state_keys=tuple(self.state_objects()))
 
     def export(self, out: Path) -> None:
         """Called on rank 0 at the end, when ``best.pt`` exists (ONNX export ...)."""
@@ -278,6 +327,10 @@ class LoopResult:
         """The time budget ended the run."""
         return self.stopped_by == "max_minutes"
 
+    def best_value(self, key: str, default: float) -> float:
+        """``key`` of the best epoch's row, ``default`` when no epoch was kept as best."""
+        return float(self.best["metrics"][key]) if self.best["epoch"] >= 0 else default
+
 
 def _no_best() -> dict[str, Any]:
     return {"score": math.inf, "epoch": -1, "step": -1, "metrics": {}}
@@ -296,17 +349,24 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def legacy_checkpoint(state: dict[str, Any], method: str, *, epochs_done: int, seconds: float,
-                      best: dict[str, Any], method_state: dict[str, Any] | None = None,
+def legacy_checkpoint(state: dict[str, Any], method: str, *, best_key: str | None = None,
+                      higher_is_better: bool = False, best: dict[str, Any] | None = None,
+                      epochs_done: int | None = None, seconds: float | None = None,
+                      method_state: dict[str, Any] | None = None,
                       state_keys: tuple[str, ...] = ("model", "optimizer")) -> dict[str, Any]:
-    """A checkpoint of the hand-written loops in this loop's layout (for :meth:`TrainMethod.legacy_checkpoint`).
+    """A ``last.pt`` of the hand-written loops in this loop's layout (for :meth:`TrainMethod.legacy_checkpoint`).
+
+    The epoch-based loops stored ``epoch`` (0-based, the last one run), ``seconds`` and
+    ``best = {best_key: score, "epoch": 1-based, ...}``; those are the defaults here.
 
     Args:
         state: The old ``last.pt``.
         method: The method's name.
-        epochs_done: Epochs the old run finished.
-        seconds: Its elapsed seconds.
-        best: Its best epoch as ``{"score", "epoch", "step", "metrics"}``.
+        best_key: The score's key in the old ``best`` (``"fpr95"``, ``"accuracy"``); None: no best.
+        higher_is_better: The old score grows with quality (stored negated: lower is better here).
+        best: The best epoch as ``{"score", "epoch", "step", "metrics"}`` instead of ``best_key``.
+        epochs_done: Epochs the old run finished (default ``state["epoch"] + 1``).
+        seconds: Its elapsed seconds (default ``state["seconds"]``).
         method_state: The method's own state (:meth:`TrainMethod.method_state`).
         state_keys: The state dicts to carry over.
 
@@ -316,12 +376,19 @@ def legacy_checkpoint(state: dict[str, Any], method: str, *, epochs_done: int, s
     missing = [k for k in (*state_keys, "step") if k not in state]
     if missing:
         raise ValueError(f"not a {method} training checkpoint: no {', '.join(missing)}")
+    history = list(state.get("history", []))
+    if best is None:
+        old = dict(state.get("best") or {})
+        score = float(old.get(best_key, math.nan)) if best_key else math.nan
+        best = legacy_best(history, int(old.get("epoch", -1)), -score if higher_is_better else score)
     out = {k: state[k] for k in state_keys}
     out.update({
-        "format": CHECKPOINT_FORMAT, "method": method, "epochs_done": int(epochs_done), "step": int(state["step"]),
-        "seconds": float(seconds), "best": plain_data(best), "history": list(state.get("history", [])),
-        "rng": state.get("rng"), "torch_rng": state.get("torch_rng"), "config": state.get("config", {}),
-        "method_state": plain_data(method_state or {}),
+        "format": CHECKPOINT_FORMAT, "method": method,
+        "epochs_done": int(state["epoch"]) + 1 if epochs_done is None else int(epochs_done),
+        "step": int(state["step"]),
+        "seconds": float(state.get("seconds", 0.0)) if seconds is None else float(seconds),
+        "best": plain_data(best), "history": history, "rng": state.get("rng"), "torch_rng": state.get("torch_rng"),
+        "config": state.get("config", {}), "method_state": plain_data(method_state or {}),
     })
     return out
 
@@ -332,6 +399,12 @@ def legacy_best(history: list[dict[str, Any]], epoch: int, score: float) -> dict
         return _no_best()
     row = next((dict(r) for r in history if int(r.get("epoch", -2)) == epoch), {})
     return {"score": float(score), "epoch": int(epoch), "step": int(row.get("step", -1)), "metrics": row}
+
+
+def load_best(module: nn.Module, out: Path) -> nn.Module:
+    """``module`` with the network weights of ``out/best.pt`` (for the export at the end)."""
+    module.load_state_dict(load_torch_weights(out / "best.pt", "checkpoint")["model"])
+    return module
 
 
 def read_checkpoint(path: str | Path, method: TrainMethod) -> dict[str, Any]:
@@ -522,7 +595,7 @@ def _run(make_method: Callable[[TrainContext], TrainMethod], out: Path, config: 
         history.append(row)
         score = method.score(row)
         improved = score is not None and score < best["score"]
-        if improved:
+        if score is not None and improved:
             best = {"score": float(score), "epoch": epoch + 1, "step": step, "metrics": plain_data(row)}
             method.on_best(row, out if dist.is_main else None)
             if dist.is_main:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from sarcoreg.models.safe_load import load_torch_weights
 from torch import Tensor, nn
 from typing_extensions import override
 
-from .loop import LoopConfig, TrainContext, TrainMethod, legacy_best, legacy_checkpoint, run_training, save_atomic
+from .loop import LoopConfig, RunOptions, TrainContext, TrainMethod, run_training, save_atomic
 
 __all__ = [
     "MoCo",
@@ -202,7 +202,7 @@ def moco_augment(x: Tensor, gen: torch.Generator | None = None) -> Tensor:
 
 
 @dataclass
-class MoCoConfig:
+class MoCoConfig(RunOptions):
     """Options of :func:`pretrain_moco` (defaults: the paper's SGD settings, SEN1-2 schedule)."""
 
     backbone: str = "vgg11"
@@ -221,11 +221,7 @@ class MoCoConfig:
     lr_drop_factor: float = 0.5
     momentum: float = 0.9
     weight_decay: float = 1e-3
-    device: str = "auto"
-    threads: int | None = None
-    max_minutes: float | None = None
     max_steps: int | None = None
-    seed: int = 100
 
 
 @dataclass
@@ -256,28 +252,23 @@ class MoCoMethod(TrainMethod):
     """
 
     name = "bnn-moco"
+    net: MoCo
 
     def __init__(self, ctx: TrainContext, images: np.ndarray, modality: str, cfg: MoCoConfig) -> None:
         self.ctx, self.images, self.modality, self.cfg = ctx, images, modality, cfg
         self.label = f"moco {modality}"
         self.gen = torch.Generator(device=ctx.device)
         self.gen.manual_seed(cfg.seed)
-        self.model = MoCo(cfg.backbone, cfg.dim, cfg.queue_size, cfg.m, cfg.tau, cfg.mlp, cfg.shuffle_groups,
+        self.net = MoCo(cfg.backbone, cfg.dim, cfg.queue_size, cfg.m, cfg.tau, cfg.mlp, cfg.shuffle_groups,
                           cfg.width).to(ctx.device)
-        self.opt = torch.optim.SGD(self.model.encoder_q.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+        self.opt = torch.optim.SGD(self.net.encoder_q.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
-        self.trained = ctx.wrap(self.model)
+        self.trained = ctx.wrap(self.net)
         self.batch = min(cfg.batch_size, len(images))
         self.ce = nn.CrossEntropyLoss()
         self.lr = cfg.lr
 
-    @override
-    def state_objects(self) -> dict[str, Any]:
-        return {"model": self.model, "optimizer": self.opt}
 
-    @override
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.cfg)
 
     @override
     def start_epoch(self, epoch: int) -> None:
@@ -286,7 +277,7 @@ class MoCoMethod(TrainMethod):
         self.lr = cfg.lr * (cfg.lr_drop_factor if dropped else 1.0)
         for g in self.opt.param_groups:
             g["lr"] = self.lr
-        self.model.train()
+        self.net.train()
 
     @override
     def train_step(self, step: int, epoch: int) -> dict[str, float]:
@@ -319,18 +310,16 @@ class MoCoMethod(TrainMethod):
         if "augment_generator" in state:
             self.gen.set_state(state["augment_generator"])
 
+
     @override
-    def legacy_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
-        """``last.pt`` of the hand-written MoCo loop (``epoch`` 0-based, ``modality``)."""
-        return legacy_checkpoint(state, self.name, epochs_done=int(state["epoch"]) + 1,
-                                 seconds=float(state.get("seconds", 0.0)), best=legacy_best([], -1, math.inf),
-                                 method_state={"modality": state.get("modality", self.modality)})
+    def legacy_method_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        return {"modality": state.get("modality", self.modality)}
 
     def save_encoder(self, out: Path, steps: int) -> Path:
         """Write ``encoder_<modality>.pt`` (the query backbone, what :func:`transfer_to_bnn` reads)."""
         path = out / f"encoder_{self.modality}.pt"
         save_atomic({"backbone": self.cfg.backbone, "width": self.cfg.width, "modality": self.modality,
-                     "steps": steps, "state": self.model.encoder_q.backbone.state_dict()}, path)
+                     "steps": steps, "state": self.net.encoder_q.backbone.state_dict()}, path)
         return path
 
 
@@ -365,9 +354,8 @@ def pretrain_moco(
     if images.ndim != 3 or len(images) < 2:
         raise ValueError(f"MoCo wants (M, P, P) patches with M >= 2, got {images.shape}")
     batch = min(cfg.batch_size, len(images))
-    loop = LoopConfig(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch or max(1, len(images) // batch),
-                      max_steps=cfg.max_steps, max_minutes=cfg.max_minutes, seed=cfg.seed, device=cfg.device,
-                      threads=cfg.threads, progress=progress, history_name=f"history_{modality}.json")
+    loop = LoopConfig.from_options(cfg, cfg.steps_per_epoch or max(1, len(images) // batch), progress,
+                                   history_name=f"history_{modality}.json")
     methods: list[MoCoMethod] = []
 
     def make(ctx: TrainContext) -> MoCoMethod:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +41,14 @@ from sarcoreg.training.patches import PatchSet
 from sarcoreg.training.rrlnet_losses import RRLNetLoss, make_perceptual
 from typing_extensions import override
 
-from .loop import LoopConfig, TrainContext, TrainMethod, legacy_best, legacy_checkpoint, run_training, save_atomic
+from .loop import LoopConfig, RunOptions, TrainContext, TrainMethod, load_best, run_training, save_atomic
 
 __all__ = ["TrainConfig", "TrainResult", "RRLNetMethod", "load_initial_weights", "ncc_scores", "recalibrate_batchnorm",
            "score_patchset", "train_rrlnet"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunOptions):
     """Options of :func:`train_rrlnet` (defaults = the paper's recipe)."""
 
     epochs: int = 40
@@ -60,10 +60,6 @@ class TrainConfig:
     alpha: float = 1.0
     beta: float = 0.1
     augment: bool = True
-    device: str = "auto"
-    threads: int | None = None
-    max_minutes: float | None = None
-    seed: int = 100
     val_batch: int = 128
     export_onnx: bool = True
     bn_recalibrate_batches: int = 4
@@ -190,6 +186,8 @@ class RRLNetMethod(TrainMethod):
     """
 
     name = "rrlnet"
+    net: RRLNet
+    legacy_best_key = "fpr95"
 
     def __init__(self, ctx: TrainContext, train: PatchSet, val: PatchSet, cfg: TrainConfig,
                  init: str | Path | None = None) -> None:
@@ -204,13 +202,7 @@ class RRLNetMethod(TrainMethod):
         self.trained = ctx.wrap(self.net)
         self.ncc_f95 = math.nan
 
-    @override
-    def state_objects(self) -> dict[str, Any]:
-        return {"model": self.net, "optimizer": self.opt}
 
-    @override
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.cfg)
 
     @override
     def before_training(self, resumed: bool) -> None:
@@ -218,9 +210,6 @@ class RRLNetMethod(TrainMethod):
         self.ctx.log(f"validation pairs {len(self.val)}: plain NCC FPR95 {self.ncc_f95 * 100:.2f} % "
                      "(the baseline on these patches)")
 
-    @override
-    def start_epoch(self, epoch: int) -> None:
-        self.net.train()
 
     @override
     def train_step(self, step: int, epoch: int) -> dict[str, float]:
@@ -267,20 +256,11 @@ class RRLNetMethod(TrainMethod):
                 f"(NCC {row['val_ncc_fpr95'] * 100:.1f} %)  AUC {row['val_auc']:.4f}"
                 f"{'  (best)' if improved else ''}  [{row['seconds']:.0f} s, step {row['step']}]")
 
-    @override
-    def legacy_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
-        """``last.pt`` of the hand-written RRL-Net loop (``epoch`` 0-based, ``best`` with ``fpr95`` / ``auc``)."""
-        old = dict(state.get("best") or {})
-        best = legacy_best(state.get("history", []), int(old.get("epoch", -1)), float(old.get("fpr95", math.inf)))
-        return legacy_checkpoint(state, self.name, epochs_done=int(state["epoch"]) + 1,
-                                 seconds=float(state.get("seconds", 0.0)), best=best)
 
     @override
     def export(self, out: Path) -> None:
         if self.cfg.export_onnx:
-            best_net = RRLNet()
-            best_net.load_state_dict(load_torch_weights(out / "best.pt", "checkpoint")["model"])
-            export_onnx(best_net, out / "best.onnx")
+            export_onnx(load_best(RRLNet(), out), out / "best.onnx")
 
 
 def train_rrlnet(
@@ -315,15 +295,12 @@ def train_rrlnet(
     cfg = config or TrainConfig()
     if train.images.shape[2:] != (64, 64):
         raise ValueError(f"RRL-Net trains on 64 x 64 patches, got {train.images.shape[2:]}")
-    loop = LoopConfig(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch or max(1, len(train) // cfg.batch_size),
-                      max_minutes=cfg.max_minutes, seed=cfg.seed, device=cfg.device, threads=cfg.threads,
-                      bf16=cfg.bf16, progress=progress)
+    loop = LoopConfig.from_options(cfg, cfg.steps_per_epoch or max(1, len(train) // cfg.batch_size), progress)
     res = run_training(lambda ctx: RRLNetMethod(ctx, train, val, cfg, None if resume is not None else init),
                        out_dir, loop, resume=resume, log=log)
-    found = res.best["epoch"] >= 0
     return TrainResult(
-        best_fpr95=float(res.best["metrics"]["val_fpr95"]) if found else math.inf,
-        best_auc=float(res.best["metrics"]["val_auc"]) if found else 0.0,
+        best_fpr95=res.best_value("val_fpr95", math.inf),
+        best_auc=res.best_value("val_auc", 0.0),
         best_epoch=int(res.best["epoch"]),
         epochs_run=res.epochs_run,
         steps=res.steps,

@@ -19,13 +19,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from sarcoreg.models.shared_modality import SharedConfig, make_nets
 from sarcoreg.training.shared_data import CropSampler, ScenePair, pad_to_multiple
 from sarcoreg.training.shared_losses import LossWeights, image_metrics, shared_loss_v1, shared_loss_v2
+from torch import nn
 from typing_extensions import override
 
 from .loop import LoopConfig, TrainContext, TrainMethod, legacy_best, legacy_checkpoint, run_training
@@ -124,7 +125,8 @@ def _loss(nets: torch.nn.Module, cfg: SharedTrainConfig, weights: LossWeights, x
     if cfg.model.criterion == "v2":
         loss, parts = shared_loss_v2(s, o, _gray(y, cfg.model.rgb), weights, valid)
     else:
-        loss, parts = shared_loss_v1(x, y, s, o, nets.sar_inverse(s), nets.optical_inverse(o), weights, valid)
+        inverse_s, inverse_o = cast(nn.Module, nets.sar_inverse), cast(nn.Module, nets.optical_inverse)
+        loss, parts = shared_loss_v1(x, y, s, o, inverse_s(s), inverse_o(o), weights, valid)
     return loss, parts, s, o
 
 
@@ -210,8 +212,8 @@ def recalibrate_bn(nets: torch.nn.Module, sampler: CropSampler, batches: int, ba
         xs, ys, _ = sampler.batch(batch_size)
         s, o = nets(torch.from_numpy(xs).to(device), torch.from_numpy(ys).to(device))
         if getattr(nets, "sar_inverse", None) is not None:
-            nets.sar_inverse(s)
-            nets.optical_inverse(o)
+            cast(nn.Module, nets.sar_inverse)(s)
+            cast(nn.Module, nets.optical_inverse)(o)
     sampler.set_state(keep)
     for m, mom in zip(bns, momenta, strict=True):
         m.momentum = mom
@@ -241,19 +243,16 @@ class SharedMethod(TrainMethod):
                  cfg: SharedTrainConfig, callback: ProgressFn | None = None) -> None:
         self.ctx, self.val, self.cfg, self.callback = ctx, val, cfg, callback
         self.label = f"shared {cfg.model.criterion}"
-        self.nets = make_nets(cfg.model).to(ctx.device)
-        self.opt = torch.optim.NAdam(self.nets.parameters(), lr=cfg.warmup_start, weight_decay=cfg.weight_decay)
+        self.net = make_nets(cfg.model).to(ctx.device)
+        self.opt = torch.optim.NAdam(self.net.parameters(), lr=cfg.warmup_start, weight_decay=cfg.weight_decay)
         self.sampler = CropSampler(train, cfg.crop, cfg.min_valid, seed=cfg.seed)
         self.weights = LossWeights.paper(cfg.model.criterion, cfg.window)
-        self.trained = ctx.wrap(self.nets)
+        self.trained = ctx.wrap(self.net)
         self.baseline: dict[str, Any] = {}
         self.best_metrics: dict[str, Any] = {}
         self.last_metrics: dict[str, Any] = {}
         self.lr, self.steps_done = cfg.warmup_start, 0
 
-    @override
-    def state_objects(self) -> dict[str, Any]:
-        return {"model": self.nets, "optimizer": self.opt}
 
     @override
     def config_dict(self) -> dict[str, Any]:
@@ -262,10 +261,10 @@ class SharedMethod(TrainMethod):
     @override
     def before_training(self, resumed: bool) -> None:
         if not self.baseline and self.val and self.ctx.is_main:  # only rank 0 writes the summary
-            self.baseline = b = evaluate(self.nets, self.val, self.cfg, self.ctx.device, baseline=True)["baseline"]
+            self.baseline = b = evaluate(self.net, self.val, self.cfg, self.ctx.device, baseline=True)["baseline"]
             self.ctx.log(f"no transform (held-out pairs): RMSE {b['rmse']:.4f} PSNR {b['psnr']:.2f} "
                          f"SSIM {b['ssim']:.4f}")
-        self.nets.train()
+        self.net.train()
 
     @override
     def train_step(self, step: int, epoch: int) -> dict[str, float]:
@@ -275,7 +274,7 @@ class SharedMethod(TrainMethod):
             g["lr"] = self.lr
         xs, ys, vs = (ctx.shard(a) for a in self.sampler.batch(cfg.batch_size))
         x, y, v = (torch.from_numpy(a).to(ctx.device) for a in (xs, ys, vs))
-        loss, parts, _, _ = _loss(self.nets, cfg, self.weights, x, y, v, self.trained)
+        loss, parts, _, _ = _loss(self.net, cfg, self.weights, x, y, v, self.trained)
         ctx.optimise(loss, self.opt)
         self.steps_done = step + 1
         row = {"loss": float(loss.detach()), **parts}
@@ -286,9 +285,9 @@ class SharedMethod(TrainMethod):
     @override
     def validate(self, epoch: int, steps: list[dict[str, float]]) -> dict[str, Any]:
         cfg, dev, step = self.cfg, self.ctx.device, self.steps_done
-        recalibrate_bn(self.nets, self.sampler, cfg.bn_recalibrate_batches, 2 * cfg.batch_size, dev, cfg.seed + step)
+        recalibrate_bn(self.net, self.sampler, cfg.bn_recalibrate_batches, 2 * cfg.batch_size, dev, cfg.seed + step)
         train_loss = float(np.mean([s["loss"] for s in steps])) if steps else None
-        self.last_metrics = (evaluate(self.nets, self.val, cfg, dev) if self.val
+        self.last_metrics = (evaluate(self.net, self.val, cfg, dev) if self.val
                              else {"loss": math.inf if train_loss is None else train_loss})
         m = self.last_metrics
         return {"train_loss": train_loss, "lr": self.lr,
@@ -371,9 +370,7 @@ def train_shared(
         The :class:`SharedTrainResult` (also written as ``summary.json``).
     """
     out = Path(out)
-    loop = LoopConfig(epochs=None, steps_per_epoch=cfg.eval_every, max_steps=cfg.max_steps,
-                      max_minutes=cfg.max_minutes, budget_includes_resumed=False, seed=cfg.seed, device=cfg.device,
-                      threads=cfg.threads, progress=progress)
+    loop = LoopConfig.from_options(cfg, cfg.eval_every, progress, epochs=None, budget_includes_resumed=False)
     methods: list[SharedMethod] = []
 
     def make(ctx: TrainContext) -> SharedMethod:
