@@ -182,6 +182,7 @@ def _map_png(rows: Sequence[dict[str, Any]], footprints: Footprints) -> str | No
     ax.set_title("Target footprints by status")
     handles = [Patch(facecolor=tuple(c / 255 for c in STATUS_COLOURS[s]), label=s) for s in STATUSES if s in seen]
     ax.legend(handles=handles, loc="best", fontsize=8)
+    ax.ticklabel_format(style="plain", useOffset=False)
     ax.tick_params(labelsize=7)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")

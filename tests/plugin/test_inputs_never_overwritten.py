@@ -81,7 +81,16 @@ CASES: dict[str, Case] = {
         {"DATA": str(d["data"]), "OUTPUT_FOLDER": str(d["data"]), "MODEL_NAME": "m",
          "MODEL_FOLDER": str(t / "models")},
         d["data"], ("OUTPUT_FOLDER", "DATA")),
+    "sarcoreg:batchcoregister": lambda d, t: (  # summary.csv would be the table of pairs itself
+        {"PAIRS": str(_pairs_table(d, t / "summary.csv")), "OUTPUT_FOLDER": str(t)},
+        t / "summary.csv", ("OUTPUT_FOLDER", "PAIRS")),
 }
+
+
+def _pairs_table(d: dict[str, Any], path: Path) -> Path:
+    """A batch table of one pair (for ``sarcoreg:batchcoregister``)."""
+    path.write_text(f"reference,target\n{d['ref']},{d['tgt']}\n", encoding="utf-8")
+    return path
 
 
 def test_every_algorithm_with_inputs_has_a_case(sarcoreg_provider) -> None:  # type: ignore[no-untyped-def]
