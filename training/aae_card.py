@@ -30,19 +30,16 @@ __all__ = ["main", "onnx_vs_torch", "write_aae_card"]
 
 
 def onnx_vs_torch(run: Path, onnx_path: Path, patch_size: int, n: int = 32) -> dict[str, float]:
-    """Largest |ONNX Runtime - torch| of pair scores and descriptors over ``n`` random patch pairs."""
-    from sarcoreg.models import load
+    """Largest |ONNX Runtime - torch| of pair scores (every card's check) and descriptors over ``n`` random pairs."""
     from sarcoreg.models.descriptor_model import load_descriptor_model
+    from sarcoreg.training.model_card import onnx_vs_torch as score_check
+    from sarcoreg.training.model_card import random_patch_pairs
 
-    rng = np.random.default_rng(0)
-    a = rng.random((n, patch_size, patch_size), dtype=np.float32)
-    b = rng.random((n, patch_size, patch_size), dtype=np.float32)
-    s_onnx = load(onnx_path, device="cpu").score(a, b)
-    s_torch = load(run / "best.pt", device="cpu").score(a, b)
+    a, b = random_patch_pairs(n, patch_size)
     d_onnx = load_descriptor_model(onnx_path, device="cpu")
     d_torch = load_descriptor_model(run / "best.pt", device="cpu")
     return {
-        "score_max_abs_diff": float(np.abs(s_onnx - s_torch).max()),
+        "score_max_abs_diff": score_check(onnx_path, run / "best.pt", patch_size, n),
         "optical_descriptor_max_abs_diff": float(np.abs(d_onnx.embed_optical(a) - d_torch.embed_optical(a)).max()),
         "sar_descriptor_max_abs_diff": float(np.abs(d_onnx.embed_sar(b) - d_torch.embed_sar(b)).max()),
     }
@@ -51,7 +48,7 @@ def onnx_vs_torch(run: Path, onnx_path: Path, patch_size: int, n: int = 32) -> d
 def _val_metrics(run: Path) -> dict[str, Any]:
     summary: dict[str, Any] = json.loads((run / "summary.json").read_text())
     hist: dict[str, Any] = json.loads((run / "history.json").read_text())
-    best = next((h for h in hist["history"] if h["epoch"] == summary["best_epoch"]), {})
+    best: dict[str, Any] = next((h for h in hist["history"] if h["epoch"] == summary["best_epoch"]), {})
     out = {"val_fpr95": round(float(summary["best_fpr95"]), 4), "val_auc": round(float(summary["best_auc"]), 4),
            "best_epoch": summary["best_epoch"], "supervision": summary.get("supervision")}
     if "val_matching_error_px" in best:

@@ -19,23 +19,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sarcoreg.models.registry import MODELS_DIR, ModelCard, save_card, sha256_of
 from sarcoreg.models.safe_load import load_torch_weights
+from sarcoreg.training.model_card import onnx_vs_torch
 
 __all__ = ["main", "write_bnn_card"]
-
-
-def _onnx_vs_torch(run: Path, onnx_path: Path, patch_size: int) -> float:
-    """Largest |ONNX Runtime - torch| score over 32 random pairs."""
-    from sarcoreg.models import load
-
-    rng = np.random.default_rng(0)
-    a = rng.random((32, patch_size, patch_size), dtype=np.float32)
-    b = rng.random((32, patch_size, patch_size), dtype=np.float32)
-    s_onnx = load(onnx_path, device="cpu").score(a, b)
-    s_torch = load(run / "best_inference.pt", device="cpu").score(a, b)
-    return float(np.abs(s_onnx - s_torch).max())
 
 
 def write_bnn_card(run: Path, name: str, licence: str, notes: str = "", compare: Path | None = None,
@@ -61,7 +49,7 @@ def write_bnn_card(run: Path, name: str, licence: str, notes: str = "", compare:
         "threshold_score": round(1.0 / (1.0 + float(m["threshold"])), 4),
         "measured_on": f"validation pairs held out by source scene ({summary['data'].get('val_pairs')} aligned "
         "pairs, each once as a positive and once with a negative partner)",
-        "onnx_vs_torch_max_abs_diff": _onnx_vs_torch(run, dest, p),
+        "onnx_vs_torch_max_abs_diff": onnx_vs_torch(dest, run / "best_inference.pt", p),
         "parameters": int(sum(t.numel() for t in net.parameters())),
     }
     if compare is not None:

@@ -21,18 +21,31 @@ from typing import Any
 import numpy as np
 from sarcoreg.models.registry import MODELS_DIR, ModelCard, save_card, sha256_of
 
-__all__ = ["main", "write_card"]
+__all__ = ["main", "onnx_vs_torch", "random_patch_pairs", "write_card"]
 
 
-def _onnx_vs_torch(run: Path, onnx_path: Path) -> float:
-    """Largest |ONNX Runtime - torch| score over 64 random pairs for the run's best checkpoint."""
+def random_patch_pairs(n: int, patch_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random patch pairs ``(a (n, P, P), b (n, P, P))`` float32 in [0, 1] for the ONNX-vs-torch checks."""
+    rng = np.random.default_rng(seed)
+    a = rng.random((n, patch_size, patch_size), dtype=np.float32)
+    b = rng.random((n, patch_size, patch_size), dtype=np.float32)
+    return a, b
+
+
+def onnx_vs_torch(onnx_path: Path, torch_path: Path, patch_size: int, n: int = 32) -> float:
+    """Largest |ONNX Runtime - torch| pair score over ``n`` random patch pairs: the check every card states.
+
+    Args:
+        onnx_path: The shipped graph.
+        torch_path: The same network as a torch file (``best_inference.pt``, ``best.pt``).
+        patch_size: ``P``.
+        n: Pairs.
+    """
     from sarcoreg.models import load
 
-    rng = np.random.default_rng(0)
-    a = rng.random((64, 64, 64), dtype=np.float32)
-    b = rng.random((64, 64, 64), dtype=np.float32)
+    a, b = random_patch_pairs(n, patch_size)
     s_onnx = load(onnx_path, device="cpu").score(a, b)
-    s_torch = load(run / "best_inference.pt", device="cpu").score(a, b)
+    s_torch = load(torch_path, device="cpu").score(a, b)
     return float(np.abs(s_onnx - s_torch).max())
 
 
@@ -88,7 +101,7 @@ def write_card(
             "auc": round(float(best["val_auc"]), 4),
             "measured_on": f"validation pairs held out by image pair ({summary['data'].get('val_patch_pairs')} "
             "patch pairs, 50 % matching)",
-            "onnx_vs_torch_max_abs_diff": _onnx_vs_torch(run, dest),
+            "onnx_vs_torch_max_abs_diff": onnx_vs_torch(dest, run / "best_inference.pt", 64, n=64),
             "parameters": 9394105,
             "parameters_keras_count": 9404025,
         },
