@@ -20,6 +20,7 @@ from sarcoreg.core.verdict import (
     VerdictOptions,
     cross_validated_rmse,
     decompose_linear,
+    fit_instability,
     judge,
     spread_cells,
 )
@@ -143,6 +144,42 @@ def test_judge_disagreement_with_a_confident_coarse_offset_is_uncertain() -> Non
     assert v.status == "uncertain" and any("coarse stage" in r for r in v.reasons)
     agree = {**coarse, "offset_px": [-3.5, 2.0]}
     assert _judge_points(fit.model, src, dst, coarse=agree).status == "ok"
+
+
+def test_consistent_points_give_a_stable_fit() -> None:
+    rng = np.random.default_rng(7)
+    src = _grid_points(9, 1000.0)
+    dst = src + [3.0, -2.0] + rng.normal(0, 0.5, src.shape)
+    fit = fit_transform(src, dst, "affine", threshold_px=2.0)
+    assert fit_instability(fit.model, src, dst, 2.0) < 0.5
+    v = _judge_points(fit.model, src, dst, threshold_px=2.0)
+    assert v.status == "ok" and v.checks["instability_px"] < 0.5
+
+
+def test_instability_is_the_distance_to_the_refits() -> None:
+    """A model 5 px away from what the points say at any threshold has moved 5 px (refits give ~0)."""
+    rng = np.random.default_rng(3)
+    src = _grid_points(10, 1000.0)
+    dst = src + rng.normal(0, 0.3, src.shape)
+    assert fit_instability(ShiftModel(5.0, 0.0), src, dst, 2.0) == pytest.approx(5.0, abs=0.2)
+    v = _judge_points(ShiftModel(5.0, 0.0), src, dst, threshold_px=2.0)
+    assert v.status != "ok" and any("unstable" in r and "(2 px)" in r for r in v.reasons)
+    assert _judge_points(ShiftModel(0.0, 0.0), src, dst).checks.get("instability_px") is None  # rule skipped
+
+
+def test_a_fit_that_depends_on_the_threshold_is_not_ok(tmp_path: Path) -> None:
+    """Real held-out Sentinel-1/2 scene 216 (mountains) with ncc: 13-18 tie points whose affine changes by
+    5-17 px at the corners when the inlier threshold is halved or doubled (and lies 7-9 px from the refined
+    alignment in bench/bench_engine.py). Once reported ``ok``; the stability rule makes it ``uncertain``."""
+    root = shared_data("s1s2", "volkov-1024")
+    opt = cv2.imread(str(root / "opt" / "216.webp"), cv2.IMREAD_COLOR)[:, :, ::-1].transpose(2, 0, 1).copy()
+    sar = cv2.imread(str(root / "sar" / "216.png"), cv2.IMREAD_GRAYSCALE)
+    ref = write_geotiff(tmp_path / "s2.tif", opt)
+    tgt = write_geotiff(tmp_path / "s1.tif", sar, origin=(500000.0 + 140.0, 5000000.0 + 210.0))
+    status, rep = _status(ref, tgt, method="ncc")
+    assert status == "uncertain", rep.get("reasons")
+    assert rep["verdict"]["checks"]["instability_px"] > 3.0
+    assert any("unstable" in r for r in rep["reasons"])
 
 
 def test_verdict_options_from_json() -> None:
