@@ -14,10 +14,14 @@ Usage::
    * ``daskN``: a LocalCluster of N worker processes, one thread each.
 
    Each mode reports the wall time (start of the batch to the summary written, cluster start
-   included), pairs per minute, the median engine time per pair and the speed-up over serial.
+   included), pairs per minute, the median engine time and CPU time per pair and the speed-up
+   over serial. The pairs run in ``--rounds`` parts, the modes taking turns on each part, so
+   that on a shared machine every mode meets the same load.
 2. Measures the cost of one large pair at each of ``--scale-sizes`` (the 10 m optical-like /
    SAR-like pair of ``bench_scale.py``, made of real WHU optical cells, run serially through the
-   batch with every output written) and fits ``seconds = a + b * megapixels`` through them: at
+   batch with every output written) and fits ``CPU seconds = a + b * megapixels`` through them
+   (CPU time of the thread that ran the pair: what a worker with a core of its own needs, and
+   much less disturbed than the wall time by other work on a shared machine): at
    these sizes the automatic grid holds about 1000 candidates whatever the size, so the matching
    is the constant ``a`` and reading, overviews and writing grow with the pixels (``b``). That
    projects the cost of a Sentinel-1 IW GRD scene (about 25,000 x 16,700 px at 10 m) and the time
@@ -80,20 +84,30 @@ def _cases(folder: Path, n: int, size: int) -> Path:
 
 
 def _run(table: Path, out: Path, workers: int) -> dict[str, Any]:
+    """Run every pair of ``table`` in one batch (the large pairs)."""
     pairs = load_pairs(table)
     t0 = time.perf_counter()
     res = run_batch(pairs, out, BatchOptions(workers=workers, redo=True, dashboard_address=None))
-    wall = time.perf_counter() - t0
-    runtimes = [r["runtime_s"] for r in res.rows if r.get("runtime_s")]
+    return _stats(res.rows, time.perf_counter() - t0, workers)
+
+
+def _stats(rows: list[dict[str, Any]], wall: float, workers: int) -> dict[str, Any]:
+    runtimes = [r["runtime_s"] for r in rows if r.get("runtime_s")]
+    cpu = [r["cpu_s"] for r in rows if r.get("cpu_s")]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
     return {
         "mode": "serial" if workers == 0 else f"dask{workers}",
         "workers": max(workers, 1),
-        "pairs": len(pairs),
+        "pairs": len(rows),
         "wall_s": round(wall, 1),
-        "pairs_per_min": round(60.0 * len(pairs) / wall, 2),
+        "pairs_per_min": round(60.0 * len(rows) / wall, 2),
         "engine_s_median": round(statistics.median(runtimes), 2) if runtimes else None,
         "engine_s_sum": round(sum(runtimes), 1),
-        "counts": {k: v for k, v in res.counts.items() if v},
+        "cpu_s_median": round(statistics.median(cpu), 2) if cpu else None,
+        "cpu_s_sum": round(sum(cpu), 1),
+        "counts": counts,
     }
 
 
@@ -132,16 +146,17 @@ def _large_pair(folder: Path, size: int) -> Path:
 
 def _markdown(results: dict[str, Any]) -> str:
     lines = [f"Machine: {results['machine']}", "",
-             "| mode | workers | pairs | wall s | pairs / min | engine s per pair (median) | speed-up | statuses |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| mode | workers | pairs | wall s | pairs / min | engine s per pair (median) | CPU s per pair (median) "
+             "| speed-up | statuses |",
+             "|---|---|---|---|---|---|---|---|---|"]
     serial = next((r for r in results["modes"] if r["mode"] == "serial"), None)
     for r in results["modes"]:
         speed = f"{serial['wall_s'] / r['wall_s']:.2f}x" if serial else ""
         lines.append(f"| {r['mode']} | {r['workers']} | {r['pairs']} | {r['wall_s']} | {r['pairs_per_min']} | "
-                     f"{r['engine_s_median']} | {speed} | {r['counts']} |")
+                     f"{r['engine_s_median']} | {r['cpu_s_median']} | {speed} | {r['counts']} |")
     p = results.get("projection")
     if p:
-        lines += ["", f"Large pairs (Mpx, s): {p['points']}; cost {p['a_s']} s + {p['b_s_per_mpx']} s/Mpx -> "
+        lines += ["", f"Large pairs (Mpx, CPU s): {p['points']}; cost {p['a_s']} s + {p['b_s_per_mpx']} s/Mpx -> "
                   f"{p['s_per_scene']} s for a "
                   f"{p['s1_scene_mpx']} Mpx Sentinel-1 scene; sizing at parallel efficiency {p['efficiency']} "
                   f"(one core per worker; measured here: {p.get('efficiency_here', '-')})", "",
@@ -155,6 +170,9 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=40)
     ap.add_argument("--size", type=int, default=384, help="crop side of the pairs, px")
     ap.add_argument("--modes", default="serial,dask2", help="serial and/or daskN, comma separated")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="run the pairs in this many parts, the modes taking turns on each part, so that every "
+                    "mode meets the same load of a shared machine (default 2)")
     ap.add_argument("--scale-sizes", default="2048,6144", help="large pair sizes for the cost model ('': skip)")
     ap.add_argument("--data", type=Path, help="scratch folder (default: a temporary one)")
     ap.add_argument("--results", type=Path, default=BENCH_ROOT / "results", help="where batch.json / .md go")
@@ -164,11 +182,21 @@ def main() -> int:
     print(f"writing {a.pairs} pairs of {a.size} px into {scratch}; {_load()}", flush=True)
     table = _cases(scratch / "pairs", a.pairs, a.size)
     results: dict[str, Any] = {"machine": _load(), "size": a.size, "modes": []}
-    for mode in a.modes.split(","):
-        workers = 0 if mode == "serial" else int(mode.removeprefix("dask"))
-        print(f"{mode}: running ...", flush=True)
-        row = _run(table, scratch / f"out-{mode}", workers)
-        row["load_after"] = _load()
+    pairs = load_pairs(table)
+    modes = a.modes.split(",")
+    acc: dict[str, tuple[list[dict[str, Any]], float]] = {m: ([], 0.0) for m in modes}
+    for k in range(a.rounds):
+        part = pairs[k::a.rounds]
+        for mode in modes if k % 2 == 0 else modes[::-1]:  # alternate which mode goes first
+            workers = 0 if mode == "serial" else int(mode.removeprefix("dask"))
+            print(f"round {k + 1}/{a.rounds}, {mode}: {len(part)} pairs ... ({_load()})", flush=True)
+            t0 = time.perf_counter()
+            res = run_batch(part, scratch / f"out-{mode}", BatchOptions(workers=workers, redo=True,
+                                                                        dashboard_address=None))
+            rows, wall = acc[mode]
+            acc[mode] = (rows + res.rows, wall + time.perf_counter() - t0)
+    for mode in modes:
+        row = _stats(*acc[mode], 0 if mode == "serial" else int(mode.removeprefix("dask")))
         results["modes"].append(row)
         print(f"{mode}: {row}", flush=True)
     sizes = [int(v) for v in a.scale_sizes.split(",") if v.strip()]
@@ -177,7 +205,7 @@ def main() -> int:
         print(f"cost of a {size} x {size} px pair: generating and running it serially ...", flush=True)
         row = _run(_large_pair(scratch / f"scale{size}", size), scratch / f"out-scale{size}", 0)
         results.setdefault("scale", []).append({**row, "size": size})
-        points.append((size * size / 1e6, row["wall_s"]))
+        points.append((size * size / 1e6, row["cpu_s_sum"]))
     if points:
         # The sizing assumes one core per worker (pairs share nothing); what a second worker
         # gained on this machine is recorded beside it (here it competes for the cores).

@@ -2,7 +2,8 @@
 
 A row is a flat dict of JSON-able values with the keys of :data:`FIELDS`. ``status`` is the
 engine's verdict (``ok``, ``uncertain``, ``failed``) or ``error`` (the pair could not be run: bad
-input, a worker that kept dying) or ``not run`` (the batch was stopped first). ``reused`` says
+input, a worker that kept dying) or ``not run`` (the batch was stopped first). ``runtime_s`` is the
+pair's wall time on its worker, ``cpu_s`` the CPU time of the thread that ran it; ``reused`` says
 the row comes from an earlier run (its folder held a complete output set) rather than this one.
 """
 
@@ -21,7 +22,8 @@ __all__ = ["FIELDS", "STATUSES", "fingerprint", "not_run_row", "error_row", "row
 #: Row keys, in column order of ``summary.csv`` and ``summary.gpkg``.
 FIELDS: tuple[str, ...] = (
     "id", "reference", "target", "status", "reasons", "rmse_px", "rmse_cv_px", "n_inliers", "n_tiepoints",
-    "shift_x_px", "shift_y_px", "transform", "method", "runtime_s", "reused", "error", "report", "folder",
+    "shift_x_px", "shift_y_px", "transform", "method", "runtime_s", "cpu_s", "reused", "error", "report",
+    "folder",
 )
 #: Every status a row can have, best first (the order of the summary's counts and legend).
 STATUSES: tuple[str, ...] = ("ok", "uncertain", "failed", "error", "not run")

@@ -110,6 +110,7 @@ def _reusable(pair: Pair, out_dir: Path, opts: BatchOptions) -> dict[str, Any] |
             return None
         runtime = record["row"].get("runtime_s") if record is not None else None
         row = row_from_report(pair, folder, report, runtime)
+        row["cpu_s"] = record["row"].get("cpu_s") if record is not None else None
     elif same and record is not None and record["row"].get("status") in ("failed", "error") \
             and not opts.retry_failed and manifest is None:
         row = dict(record["row"])

@@ -33,7 +33,7 @@ STATUS_COLOURS: dict[str, tuple[int, int, int]] = {
 #: Layer name inside ``summary.gpkg``.
 LAYER = "summary"
 _INT_FIELDS = {"n_inliers", "n_tiepoints"}
-_REAL_FIELDS = {"rmse_px", "rmse_cv_px", "shift_x_px", "shift_y_px", "runtime_s"}
+_REAL_FIELDS = {"rmse_px", "rmse_cv_px", "shift_x_px", "shift_y_px", "runtime_s", "cpu_s"}
 
 
 def _tmp(path: Path) -> Path:

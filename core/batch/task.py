@@ -84,7 +84,7 @@ def run_pair(pair: dict[str, Any], out_dir: str, cancel_event: str | None = None
     _limit_threads(threads)
     progress = Progress()
     progress.callback = _cancel_watch(cancel_event, progress)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.thread_time()
     try:
         res = coregister(p.reference, p.target, folder, CoregOptions.from_dict(dict(p.options)), progress)
         row = row_from_report(p, folder, res.report, time.perf_counter() - t0)
@@ -102,6 +102,7 @@ def run_pair(pair: dict[str, Any], out_dir: str, cancel_event: str | None = None
     except Exception as exc:  # a bad pair must not stop the others: record it
         log.warning("pair %s: %s: %s", p.id, type(exc).__name__, exc)
         row = error_row(p, folder, "error", f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
+    row["cpu_s"] = round(time.thread_time() - cpu0, 3)
     row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
     return row
 
