@@ -42,11 +42,14 @@ The rules (thresholds are fields of :class:`VerdictOptions`):
    plain least-squares fit of the same kind on the other inliers; leave-one-out up to
    ``loo_max_points`` inliers, ``folds``-fold above). Above 1.5 px ``uncertain``; above 5 px, or
    not computable (exactly determined, degenerate layout), ``failed``.
-7. **Stability** (``max_instability_px``): the robust fit is repeated with half and with twice
-   its inlier threshold; when either moves the mapping by more than ``max_instability_px`` (3 px)
-   at the corners of the matched area (:func:`fit_instability`), the tie points support several
-   different transforms and the one picked depends on a tuning choice: ``uncertain``. Consistent
-   tie points give the same transform at any sensible threshold (a few tenths of a pixel).
+7. **Two halves agree** (``max_split_disagreement_px``): the usable tie points are split like a
+   checkerboard into two interleaved halves, each gets its own robust fit, and the two fits are
+   compared at the corners of the matched area (:func:`split_half_disagreement`). Consistent tie
+   points give two fits within a pixel or two; halves that settle on different transforms more
+   than ``max_split_disagreement_px`` (5 px) apart mean the tie points do not determine one
+   (each half's fit is about ``sqrt(2)`` worse than the whole one, so 5 px between halves is about
+   2.5 px of doubt at the corners for the full fit): ``uncertain``. Skipped when a half keeps
+   fewer inliers than ``min_inliers_failed`` of the kind.
 
 The status is the worst of the rules. ``reasons`` holds one plain sentence per broken rule, each
 saying what was wrong and what to do about it.
@@ -75,9 +78,9 @@ __all__ = [
     "correction_affine",
     "cross_validated_rmse",
     "decompose_linear",
-    "fit_instability",
     "judge",
     "similarity_disagreement",
+    "split_half_disagreement",
     "spread_cells",
 ]
 
@@ -118,8 +121,8 @@ class VerdictOptions:
             rotation / scale similarity above which ``uncertain`` (at least twice the overview
             factor). The similarity is polished to about 0.25 deg and 0.5 % of scale, about 1.5 px
             at the corners of a 256 px image, so 2.5 px leaves about 1 px for the fit's own error.
-        max_instability_px: Largest corner movement of the fit, when its inlier threshold is
-            halved or doubled, above which ``uncertain`` (reference px).
+        max_split_disagreement_px: Largest corner distance between the fits of two interleaved
+            halves of the tie points above which ``uncertain`` (reference px).
         max_cv_px: Cross-validated check-point RMSE above which ``uncertain`` (reference px).
         max_cv_px_failed: Cross-validated RMSE above which ``failed`` (reference px).
         loo_max_points: Leave-one-out cross-validation up to this many inliers, k-fold above.
@@ -141,7 +144,7 @@ class VerdictOptions:
     max_shear_failed: float = 0.20
     max_coarse_disagreement_px: float = 3.0
     max_similarity_disagreement_px: float = 2.5
-    max_instability_px: float = 3.0
+    max_split_disagreement_px: float = 5.0
     max_cv_px: float = 1.5
     max_cv_px_failed: float = 5.0
     loo_max_points: int = 60
@@ -480,8 +483,8 @@ def judge(
             ``factor``); None or unused: the rule is skipped.
         fallback: Non-empty when the engine fitted a simpler model than requested: why.
         tps_smoothing: Smoothing of a ``tps`` fit (the cross-validation uses the same).
-        seed: Seed of the k-fold assignment and of the stability refits.
-        threshold_px: The robust fit's inlier threshold; None skips the stability rule.
+        seed: Seed of the k-fold assignment and of the split-half fits.
+        threshold_px: The robust fit's inlier threshold; None skips the split-half rule.
         options: Thresholds (default :class:`VerdictOptions`).
 
     Returns:
@@ -590,69 +593,78 @@ def judge(
                   "each other: try a larger window, another matching method, a lower RANSAC threshold, or a "
                   "transform that fits the distortion.")
 
-    # 7. Stability against the inlier threshold.
+    # 7. Two interleaved halves of the tie points agree.
     if threshold_px is not None and n_in >= need_failed:
         usable_mask = np.asarray(usable, bool)
-        moved = fit_instability(model, np.asarray(src_xy, np.float64)[usable_mask],
-                                np.asarray(ref_xy, np.float64)[usable_mask], float(threshold_px),
-                                tps_smoothing=tps_smoothing, seed=seed)
-        checks.update(instability_px=json_float(moved))
-        if moved > opts.max_instability_px:
-            rules.add("uncertain", f"The fit is unstable: with half or twice the inlier threshold "
-                      f"({threshold_px:g} px) the mapping moves by {moved:.1f} px at the corners of the matched "
-                      "area, so the tie points support several different transforms. Check the tie points in "
-                      "the report; a larger window, another matching method or a simpler transform (shift) "
-                      "may give consistent ones.")
+        gap, counts = split_half_disagreement(kind, np.asarray(src_xy, np.float64)[usable_mask],
+                                              np.asarray(ref_xy, np.float64)[usable_mask], float(threshold_px),
+                                              tps_smoothing=tps_smoothing, seed=seed)
+        enough = min(counts) >= need_failed
+        checks.update(split_disagreement_px=json_float(gap) if enough else None, split_inliers=list(counts))
+        if enough and not gap <= opts.max_split_disagreement_px:
+            rules.add("uncertain", f"Two halves of the tie points (interleaved like a checkerboard, {counts[0]} and "
+                      f"{counts[1]} agreeing) give transforms {gap:.1f} px apart at the corners of the matched "
+                      "area, so the tie points do not determine one transform. Check the tie points in the "
+                      "report; a larger window, another matching method or a simpler transform (shift) may give "
+                      "consistent ones.")
     return Verdict(rules.status(), [s for _, s in rules.items], cv.rmse_px, checks)
 
 
-def fit_instability(
-    model: GeometricModel,
+def split_half_disagreement(
+    model_kind: str,
     src: np.ndarray,
     dst: np.ndarray,
     threshold_px: float,
     *,
     tps_smoothing: float = 0.0,
     seed: int = 0,
-) -> float:
-    """How far the robust fit moves when its inlier threshold is halved or doubled.
+) -> tuple[float, tuple[int, int]]:
+    """How far two interleaved halves of the tie points disagree about the mapping.
 
-    The fit of ``model.kind`` is repeated on the same tie points with ``threshold_px / 2`` and
-    ``2 * threshold_px``; each refit is compared with ``model`` at the corners and the centre of
-    the tie points' bounding box (source coordinates). A refit that cannot be made (too few
-    points within the halved threshold) is skipped.
+    The tie points are split like the black and white squares of a checkerboard (by the rank of
+    their x and y reference coordinates, so both halves cover the whole matched area); each half
+    gets its own robust fit of ``model_kind`` with the same threshold, and the two fits are
+    compared at the corners and the centre of the tie points' bounding box (source coordinates).
+    Consistent tie points give two fits within a pixel or two of each other; two halves that
+    settle on different transforms show that the tie points do not determine one.
 
     Args:
-        model: The fit being judged (source -> reference pixels).
+        model_kind: Transform kind of the judged fit.
         src: ``(N, 2)`` usable tie points in the fit's source coordinates (NaN rows ignored).
         dst: ``(N, 2)`` their reference pixels.
-        threshold_px: The inlier threshold ``model`` was fitted with.
+        threshold_px: Inlier threshold of the judged fit.
         tps_smoothing: Smoothing of a ``tps`` fit.
         seed: Seed of the robust sampling.
 
     Returns:
-        The largest movement in reference pixels (0.0 when no refit could be made).
+        ``(largest distance in reference px, (inliers of half 1, inliers of half 2))``; the
+        distance is NaN when a half has too few points for a checked fit.
     """
     src = np.asarray(src, np.float64).reshape(-1, 2)
     dst = np.asarray(dst, np.float64).reshape(-1, 2)
     ok = np.isfinite(src).all(axis=1) & np.isfinite(dst).all(axis=1)
-    if not ok.any():
-        return 0.0
-    x0, y0 = src[ok].min(axis=0)
-    x1, y1 = src[ok].max(axis=0)
+    src, dst = src[ok], dst[ok]
+    if len(src) < 2 * (min_points(model_kind) + 1):
+        return math.nan, (0, 0)
+    rank_x = np.unique(np.round(dst[:, 0], 3), return_inverse=True)[1]
+    rank_y = np.unique(np.round(dst[:, 1], 3), return_inverse=True)[1]
+    white = (rank_x + rank_y) % 2 == 0
+    x0, y0 = src.min(axis=0)
+    x1, y1 = src.max(axis=0)
     probe = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1], [(x0 + x1) / 2, (y0 + y1) / 2]])
-    base = np.asarray(model.apply(probe), np.float64)
-    worst = 0.0
-    for t in (threshold_px / 2.0, threshold_px * 2.0):
+    preds, counts = [], []
+    for half in (white, ~white):
         try:
-            refit = fit_transform(src, dst, model.kind, threshold_px=t, seed=seed, tps_smoothing=tps_smoothing)
+            fit = fit_transform(src[half], dst[half], model_kind, threshold_px=threshold_px, seed=seed,
+                                tps_smoothing=tps_smoothing)
         except (ValueError, np.linalg.LinAlgError):
-            continue
-        if refit.n_inliers < min_points(model.kind) + 1:
-            continue
-        moved = np.hypot(*(np.asarray(refit.model.apply(probe), np.float64) - base).T)
-        worst = max(worst, float(moved.max()) if np.isfinite(moved).all() else math.inf)
-    return worst
+            return math.nan, (0, 0)
+        counts.append(fit.n_inliers)
+        if fit.n_inliers < min_points(model_kind) + 1:
+            return math.nan, (counts[0], fit.n_inliers) if len(counts) == 2 else (fit.n_inliers, 0)
+        preds.append(np.asarray(fit.model.apply(probe), np.float64))
+    gap = np.hypot(*(preds[0] - preds[1]).T)
+    return (float(gap.max()) if np.isfinite(gap).all() else math.inf), (counts[0], counts[1])
 
 
 def similarity_disagreement(model: GeometricModel, similarity: np.ndarray,
