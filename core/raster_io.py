@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from osgeo import gdal, osr
 
+from .decimation import OverviewBase, base_factor, build_base
 from .georef import Georef
 
 __all__ = ["RasterSource", "CommonGrid", "open_raster", "common_grid", "RasterInputError"]
@@ -57,6 +58,7 @@ class RasterSource:
     _overviews: dict[tuple[int, tuple[int, int, int, int], bool], tuple[np.ndarray, float]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _base: OverviewBase | None = field(default=None, repr=False, compare=False)
 
     @property
     def width(self) -> int:
@@ -161,6 +163,10 @@ class RasterSource:
                       average: bool = True) -> tuple[np.ndarray, float]:
         """A decimated read of ``window`` (default: whole raster) whose longer side is <= max_side.
 
+        A large raster without internal overviews is read once, whole, into a decimated base
+        (:mod:`~sarcoreg.core.decimation`) that serves every overview coarser than its cells;
+        finer ones, small rasters and rasters with overviews are read through GDAL.
+
         Returns:
             ``((B, rows, cols) float32, factor)`` where ``factor`` is full-resolution pixels per
             overview pixel.
@@ -171,8 +177,39 @@ class RasterSource:
             return self._overviews[key]
         factor = max(1.0, max(w, h) / float(max_side))
         shape = (max(1, int(round(h / factor))), max(1, int(round(w / factor))))
-        self._overviews[key] = (self.read(x0, y0, w, h, out_shape=shape, average=average), factor)
+        base = self.overview_base((x0, y0, w, h), shape)
+        if base is not None:
+            ov = base.overview((x0, y0, w, h), shape, average)
+        else:
+            ov = self.read(x0, y0, w, h, out_shape=shape, average=average)
+        self._overviews[key] = (ov, factor)
         return self._overviews[key]
+
+    def overview_base(self, window: tuple[int, int, int, int] | None = None,
+                      shape: tuple[int, int] | None = None) -> OverviewBase | None:
+        """The decimated base of this raster (read on first use), or None where GDAL reads are cheaper.
+
+        Args:
+            window: With ``shape``: return the base only if that overview is no finer than its
+                cells; without: the base whenever the raster gets one.
+            shape: ``(rows, cols)`` of the overview wanted.
+
+        Returns:
+            None for a raster no larger than :data:`~sarcoreg.core.decimation.BASE_SIDE`, one
+            with internal overviews (GDAL reads those cheaply), or when the base is too coarse
+            for the overview asked for.
+        """
+        k = base_factor(self.width, self.height)
+        if k < 2 or self.dataset.GetRasterBand(self.bands[0]).GetOverviewCount() > 0:
+            return None
+        if window is not None and shape is not None:
+            _, _, w, h = window
+            if w / shape[1] < k or h / shape[0] < k:
+                return None
+        if self._base is None:
+            self._base = build_base(lambda y, rows: self.read(0, y, self.width, rows), self.width, self.height,
+                                    len(self.bands), k)
+        return self._base
 
 
 def _georef_of(ds: gdal.Dataset) -> tuple[Georef, bool]:
@@ -364,6 +401,7 @@ def common_grid(reference: RasterSource, target: RasterSource, resample: str = "
             transformer = gdal.Transformer(target.dataset, reference.dataset, srs_options)
             if same_crs and not target.has_gcps and not reference.has_gcps:
                 affine = np.linalg.inv(reference.georef.matrix) @ target.georef.matrix
+        prefetch_overview_bases(reference, on_grid)
         overlap = _overlap_window(reference, on_grid, target)
         return CommonGrid(reference, target, on_grid, overlap, "georeferenced", transformer,
                           assumed_crs_wkt=assumed, warnings=warnings, target_to_grid_affine=affine)
@@ -378,10 +416,35 @@ def common_grid(reference: RasterSource, target: RasterSource, resample: str = "
             "coordinates (column, row), the target's pixel (0, 0) on the reference's pixel (0, 0)")
     for message in warnings:
         log.warning(message)
+    prefetch_overview_bases(reference, target)
     for src, role in ((reference, "reference"), (target, "target")):
         _require_valid_pixels(src, role)  # pixel mode has no overlap search that would find it
     w, h = min(reference.width, target.width), min(reference.height, target.height)
     return CommonGrid(reference, target, target, (0, 0, w, h), "pixel", None, warnings=warnings)
+
+
+def prefetch_overview_bases(*sources: RasterSource) -> None:
+    """Read the decimated bases of ``sources`` (those that get one) at the same time, one thread each.
+
+    Each is a full pass over a large raster; GDAL decompresses (and warps) without holding the
+    GIL, so two passes take about as long as one on two cores. The sources must not share a GDAL
+    dataset handle (a warped VRT of the target and the reference do not).
+    """
+    todo = list({id(s): s for s in sources if s._base is None}.values())
+    _in_parallel(*(src.overview_base for src in todo))
+
+
+def _in_parallel(*calls: Callable[[], object]) -> None:
+    """Run ``calls`` in threads of their own (inline when there is one); re-raise the first error."""
+    if len(calls) < 2:
+        for call in calls:
+            call()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="sarcoreg-overview") as pool:
+        for future in [pool.submit(call) for call in calls]:
+            future.result()
 
 
 def _same_crs(a: str, b: str) -> bool:
