@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +30,15 @@ from .raster_io import CommonGrid, RasterSource
 from .tiepoints import TiePoints
 from .worker_protocol import to_jsonable
 
-__all__ = ["tiepoint_map_images", "write_coregistered", "write_outputs", "write_report_json"]
+__all__ = ["COG_OPTIONS", "CoregisteredRecipe", "coregistered_recipe", "tiepoint_map_images", "write_coregistered",
+           "write_outputs", "write_report_json"]
 
 #: Tie points whose correspondence map the HTML report shows.
 REPORT_MAPS = 4
 
 log = logging.getLogger("sarcoreg.outputs")
-_COG_OPTIONS = ["COMPRESS=DEFLATE", "PREDICTOR=YES", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS", "OVERVIEWS=AUTO"]
+#: Creation options of ``coregistered.tif`` (the scale benchmark's GDAL-only reference uses them too).
+COG_OPTIONS = ["COMPRESS=DEFLATE", "PREDICTOR=YES", "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS", "OVERVIEWS=AUTO"]
 
 
 def write_report_json(path: Path, report: dict[str, Any]) -> None:
@@ -55,6 +59,74 @@ def _nodata_for(ds: gdal.Dataset) -> float:
     return float("nan") if band.DataType in (gdal.GDT_Float32, gdal.GDT_Float64) else 0.0
 
 
+@dataclass(frozen=True)
+class CoregisteredRecipe:
+    """How ``coregistered.tif`` is made from the target's pixels (see :func:`write_coregistered`).
+
+    Attributes:
+        how: "geotransform" (the target's own pixels under a new geotransform) or "warp".
+        crs: CRS WKT of the output ("" for none).
+        geotransform: The new geotransform ("geotransform").
+        gcps: Target pixel -> map GCPs sampled from the fitted chain ("warp").
+        bounds: Output bounds ``(xmin, ymin, xmax, ymax)`` on the reference grid ("warp").
+        size: Output ``(width, height)`` ("warp").
+        resampling: GDAL resampling of the warp.
+    """
+
+    how: str
+    crs: str
+    geotransform: tuple[float, ...] | None = None
+    gcps: tuple[tuple[float, float, float, float], ...] = ()
+    bounds: tuple[float, float, float, float] | None = None
+    size: tuple[int, int] | None = None
+    resampling: str = "bilinear"
+
+    def vrt(self, target: gdal.Dataset) -> gdal.Dataset:
+        """The co-registered target as a virtual dataset over ``target`` (nothing is read yet)."""
+        if self.how == "geotransform":
+            assert self.geotransform is not None
+            vrt = gdal.Translate("", target, format="VRT")
+            vrt.SetGeoTransform(self.geotransform)
+            vrt.SetProjection(self.crs)  # "" drops a CRS the target had: the reference grid has none
+            return vrt
+        assert self.bounds is not None and self.size is not None
+        gcps = [gdal.GCP(mx, my, 0.0, px, py) for px, py, mx, my in self.gcps]
+        src = gdal.Translate("", target, format="VRT", GCPs=gcps, outputSRS=self.crs or None)
+        return gdal.Warp("", src, format="VRT", outputBounds=self.bounds, width=self.size[0], height=self.size[1],
+                         resampleAlg=self.resampling, dstSRS=self.crs or None, dstNodata=_nodata_for(target),
+                         tps=True)
+
+
+def coregistered_recipe(grid: CommonGrid, fit: FitResult, resampling: str) -> CoregisteredRecipe:
+    """How to make the co-registered target of ``fit`` (see :func:`write_coregistered`)."""
+    ref, tgt = grid.reference, grid.target
+    model = fit.model
+    crs = grid.crs_wkt
+    t2g = grid.target_to_grid_matrix()
+    if model.is_affine and t2g is not None:
+        return CoregisteredRecipe("geotransform", crs, geotransform=_gt(ref.georef.matrix @ model.matrix_px @ t2g))
+    n = 21
+    xs, ys = np.meshgrid(np.linspace(0, tgt.width, n), np.linspace(0, tgt.height, n))
+    px = np.column_stack([xs.ravel(), ys.ravel()])
+    mp = ref.georef.pixel_to_map(model.apply(grid.target_to_grid(px)))
+    gcps = tuple((float(p[0]), float(p[1]), float(m[0]), float(m[1])) for p, m in zip(px, mp, strict=True)
+                 if np.isfinite(m).all())
+    x0, dx, _, y0, _, dy = ref.georef.geotransform
+    return CoregisteredRecipe("warp", crs, gcps=gcps, bounds=(x0, y0 + dy * ref.height, x0 + dx * ref.width, y0),
+                              size=(ref.width, ref.height), resampling=resampling)
+
+
+def _write_cog(path: Path, target: str | gdal.Dataset, recipe: CoregisteredRecipe) -> None:
+    """Write ``recipe`` applied to ``target`` (a dataset, or a name to open: a handle of its own) as a COG."""
+    source = gdal.Open(target, gdal.GA_ReadOnly) if isinstance(target, str) else target
+    vrt = recipe.vrt(source)
+    with atomic_path(path) as tmp:
+        out = gdal.Translate(str(tmp), vrt, format="COG", creationOptions=COG_OPTIONS)
+        if out is None:
+            raise RuntimeError(f"GDAL could not write {path}")
+        out = None
+
+
 def write_coregistered(path: Path, grid: CommonGrid, fit: FitResult, resampling: str) -> str:
     """Write the co-registered target (all its bands) as a Cloud-Optimised GeoTIFF.
 
@@ -64,47 +136,27 @@ def write_coregistered(path: Path, grid: CommonGrid, fit: FitResult, resampling:
     correction to a reference pixel, and through the reference geotransform to the map. When
     both steps are affine (a shift / affine correction and a target in the same CRS with a
     geotransform, or pixel mode) the new geotransform is their matrix product: no resampling,
-    the pixel values are the target's own (a rotated target keeps a rotated geotransform).
-    Otherwise the target is warped onto the reference grid through GCPs sampled densely from
-    that chain (thin-plate spline between them). The output carries the grid's CRS
-    (:attr:`CommonGrid.crs_wkt`; none for a reference without one).
+    the pixel values are the target's own, copied by GDAL straight from the source into the COG
+    (a rotated target keeps a rotated geotransform). Otherwise the target is warped onto the
+    reference grid through GCPs sampled densely from that chain (thin-plate spline between
+    them). The output carries the grid's CRS (:attr:`CommonGrid.crs_wkt`; none for a reference
+    without one).
 
     Returns:
         "geotransform" or "warp": how the raster was made.
     """
-    ref, tgt = grid.reference, grid.target
-    model = fit.model
-    crs = grid.crs_wkt
-    t2g = grid.target_to_grid_matrix()
-    if model.is_affine and t2g is not None:
-        vrt = gdal.Translate("", tgt.dataset, format="VRT")
-        vrt.SetGeoTransform(_gt(ref.georef.matrix @ model.matrix_px @ t2g))
-        vrt.SetProjection(crs)  # "" drops a CRS the target had: the reference grid has none
-        how = "geotransform"
-    else:
-        n = 21
-        xs, ys = np.meshgrid(np.linspace(0, tgt.width, n), np.linspace(0, tgt.height, n))
-        px = np.column_stack([xs.ravel(), ys.ravel()])
-        mp = ref.georef.pixel_to_map(model.apply(grid.target_to_grid(px)))
-        gcps = [gdal.GCP(float(m[0]), float(m[1]), 0.0, float(p[0]), float(p[1])) for p, m in zip(px, mp, strict=True)
-                if np.isfinite(m).all()]
-        src = gdal.Translate("", tgt.dataset, format="VRT", GCPs=gcps, outputSRS=crs or None)
-        x0, dx, _, y0, _, dy = ref.georef.geotransform
-        vrt = gdal.Warp("", src, format="VRT", outputBounds=(x0, y0 + dy * ref.height, x0 + dx * ref.width, y0),
-                        width=ref.width, height=ref.height, resampleAlg=resampling,
-                        dstSRS=crs or None, dstNodata=_nodata_for(tgt.dataset), tps=True)
-        how = "warp"
-    with atomic_path(path) as tmp:
-        out = gdal.Translate(str(tmp), vrt, format="COG", creationOptions=_COG_OPTIONS)
-        if out is None:
-            raise RuntimeError(f"GDAL could not write {path}")
-        out = None
-    return how
+    recipe = coregistered_recipe(grid, fit, resampling)
+    _write_cog(path, grid.target.dataset, recipe)
+    return recipe.how
 
 
-def _checkerboards(grid: CommonGrid, coregistered: Path | None, ref_prep: Preparation, tgt_prep: Preparation,
-                   size: int = 384) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Before/after checkerboards of a chip in the middle of the overlap."""
+def _checkerboards(grid: CommonGrid, recipe: CoregisteredRecipe | None, ref_prep: Preparation,
+                   tgt_prep: Preparation, size: int = 384) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Before/after checkerboards of a chip in the middle of the overlap.
+
+    "After" reads the co-registered target through ``recipe``'s virtual dataset: the pixels
+    ``coregistered.tif`` holds (it is written losslessly), while that file is still being written.
+    """
     x0, y0, w, h = grid.overlap
     s = int(min(size, w, h))
     if s < 16:
@@ -113,13 +165,13 @@ def _checkerboards(grid: CommonGrid, coregistered: Path | None, ref_prep: Prepar
     ref_chip = ref_prep.read(grid.reference, cx, cy, s)
     before = checkerboard(np.nan_to_num(ref_chip), np.nan_to_num(tgt_prep.read(grid.target_on_grid, cx, cy, s)))
     after = None
-    if coregistered is not None and coregistered.exists():
+    if recipe is not None:
         g = grid.reference.georef
         corners = g.pixel_to_map(np.array([[cx, cy], [cx + s, cy + s]], np.float64))
         bounds = (min(corners[:, 0]), min(corners[:, 1]), max(corners[:, 0]), max(corners[:, 1]))
-        ds = gdal.Warp("", str(coregistered), format="MEM", outputBounds=bounds, width=s, height=s,
+        ds = gdal.Warp("", recipe.vrt(grid.target.dataset), format="MEM", outputBounds=bounds, width=s, height=s,
                        dstSRS=g.crs_wkt or None, resampleAlg="bilinear", dstAlpha=True)
-        src = RasterSource(str(coregistered), ds, grid.target.bands, g)
+        src = RasterSource("coregistered target", ds, grid.target.bands, g)
         after = checkerboard(np.nan_to_num(ref_chip), np.nan_to_num(tgt_prep.apply(src.read(0, 0, s, s))))
     return before, after
 
@@ -194,30 +246,49 @@ def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: Ti
     ref_crs = grid.crs_wkt  # the reference's CRS, or the one assumed for it ("" for none)
     steps = [k for k in ("tiepoints", "points", "gcp_vrt", "shifts", "coregistered", "report_html", "report_json")
              if k in wanted]
-    for i, key in enumerate(steps):
-        progress.report(i / len(steps), f"writing {OUTPUT_NAMES[key]}")
-        p = paths[key]
-        if key == "tiepoints":
-            write_tiepoints_gpkg(p, tiepoints)
-        elif key == "points":
-            write_points(p, tiepoints, grid.target.georef, ref_crs)
-        elif key == "gcp_vrt":
-            write_gcp_vrt(p, grid.target.path, tiepoints, ref_crs)
-        elif key == "shifts":
-            step = max(4, opts.spacing // 4)
-            # The model is already in reference-grid pixels: its inverse gives the grid position.
-            write_shift_field(p, grid.reference_georef, fit.inverse.apply, step)
-        elif key == "coregistered":
-            report["coregistered_by"] = write_coregistered(p, grid, fit, opts.resampling)
-        elif key == "report_html":
-            before, after = _checkerboards(grid, done.get("coregistered"), ref_prep, tgt_prep)
-            images, shown = tiepoint_map_images(maps, tiepoints)
-            report["report_maps"] = shown
-            write_report_html(p, report, tiepoints, checkerboard_before=before, checkerboard_after=after,
-                              extra_images={**images, **(extra_images or {})})
-        elif key == "report_json":
-            write_report_json(p, report)
-        done[key] = p
+    recipe: CoregisteredRecipe | None = None
+    cog: Future[None] | None = None
+    pool: ThreadPoolExecutor | None = None
+    if "coregistered" in wanted:
+        # The largest output, and GDAL's work alone: written by a thread of its own (GDAL runs without
+        # the GIL, on a dataset handle of its own) while the other outputs are made here.
+        recipe = coregistered_recipe(grid, fit, opts.resampling)
+        report["coregistered_by"] = recipe.how
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sarcoreg-cog")
+        cog = pool.submit(_write_cog, paths["coregistered"], grid.target.path, recipe)
+    try:
+        for i, key in enumerate(steps):
+            progress.report(i / len(steps), f"writing {OUTPUT_NAMES[key]}")
+            p = paths[key]
+            if key == "tiepoints":
+                write_tiepoints_gpkg(p, tiepoints)
+            elif key == "points":
+                write_points(p, tiepoints, grid.target.georef, ref_crs)
+            elif key == "gcp_vrt":
+                write_gcp_vrt(p, grid.target.path, tiepoints, ref_crs)
+            elif key == "shifts":
+                step = max(4, opts.spacing // 4)
+                # The model is already in reference-grid pixels: its inverse gives the grid position.
+                write_shift_field(p, grid.reference_georef, fit.inverse.apply, step)
+            elif key == "coregistered":
+                pass  # being written by the COG thread; waited for below
+            elif key == "report_html":
+                before, after = _checkerboards(grid, recipe, ref_prep, tgt_prep)
+                images, shown = tiepoint_map_images(maps, tiepoints)
+                report["report_maps"] = shown
+                write_report_html(p, report, tiepoints, checkerboard_before=before, checkerboard_after=after,
+                                  extra_images={**images, **(extra_images or {})})
+            elif key == "report_json":
+                if cog is not None:
+                    cog.result()  # report.json comes last, once every other file is there
+                write_report_json(p, report)
+            done[key] = p
+        if cog is not None:
+            cog.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)  # never leave the thread writing into a folder being cleaned up
+    done = {k: paths[k] for k in steps}
     # Where the files end up once the engine moves the staged set in (final_folder).
     report["outputs"] = {k: str(final_folder(out_dir) / v.name) for k, v in done.items()}
     progress.report(1.0, "outputs written")
