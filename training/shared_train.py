@@ -117,16 +117,33 @@ def _gray(optical: torch.Tensor, rgb: Sequence[int]) -> torch.Tensor:
     return sel.mean(dim=1, keepdim=True)
 
 
-def _loss(nets: torch.nn.Module, cfg: SharedTrainConfig, weights: LossWeights, x: torch.Tensor, y: torch.Tensor,
-          valid: torch.Tensor, trained: torch.nn.Module | None = None,
-          ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
-    """Loss, its parts and the shared images; the forward goes through ``trained`` (DDP) when given."""
-    s, o = (trained or nets)(x, y)
+class _TrainingForward(nn.Module):
+    """The networks' training forward, inverse networks included: ``(x, y)`` -> ``(s, o, x_rec, y_rec)``.
+
+    One ``forward`` for everything the loss uses, because DistributedDataParallel syncs the
+    gradients of what runs inside ``forward`` only (``x_rec`` / ``y_rec`` are None for criterion v2).
+    """
+
+    def __init__(self, nets: nn.Module, criterion: str) -> None:
+        super().__init__()
+        self.nets, self.criterion = nets, criterion
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any, Any]:
+        """SAR ``x (N, C_X, H, W)``, optical ``y (N, C_Y, H, W)`` -> shared images and (v1) reconstructions."""
+        s, o = self.nets(x, y)
+        if self.criterion == "v2":
+            return s, o, None, None
+        return s, o, cast(nn.Module, self.nets.sar_inverse)(s), cast(nn.Module, self.nets.optical_inverse)(o)
+
+
+def _loss(forward: nn.Module, cfg: SharedTrainConfig, weights: LossWeights, x: torch.Tensor, y: torch.Tensor,
+          valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
+    """Loss, its parts and the shared images of a :class:`_TrainingForward` (or its DDP wrapper)."""
+    s, o, x_rec, y_rec = forward(x, y)
     if cfg.model.criterion == "v2":
         loss, parts = shared_loss_v2(s, o, _gray(y, cfg.model.rgb), weights, valid)
     else:
-        inverse_s, inverse_o = cast(nn.Module, nets.sar_inverse), cast(nn.Module, nets.optical_inverse)
-        loss, parts = shared_loss_v1(x, y, s, o, inverse_s(s), inverse_o(o), weights, valid)
+        loss, parts = shared_loss_v1(x, y, s, o, x_rec, y_rec, weights, valid)
     return loss, parts, s, o
 
 
@@ -169,13 +186,14 @@ def evaluate(
     was = nets.training
     nets.eval()
     weights = LossWeights.paper(cfg.model.criterion, cfg.window)
+    forward = _TrainingForward(nets, cfg.model.criterion)
     rows, base_rows, losses = [], [], []
     for sc in scenes:
         sar, opt, valid = pad_to_multiple(sc)
         x = torch.from_numpy(sar[None]).to(device)
         y = torch.from_numpy(opt[None]).to(device)
         v = torch.from_numpy(valid[None, None].astype(np.float32)).to(device)
-        loss, _, s, o = _loss(nets, cfg, weights, x, y, v)
+        loss, _, s, o = _loss(forward, cfg, weights, x, y, v)
         losses.append(float(loss.detach()))
         rows.append(image_metrics(s, o, v) | {"source": sc.source})
         if baseline:
@@ -247,7 +265,8 @@ class SharedMethod(TrainMethod):
         self.opt = torch.optim.NAdam(self.net.parameters(), lr=cfg.warmup_start, weight_decay=cfg.weight_decay)
         self.sampler = CropSampler(train, cfg.crop, cfg.min_valid, seed=cfg.seed)
         self.weights = LossWeights.paper(cfg.model.criterion, cfg.window)
-        self.trained = ctx.wrap(self.net)
+        # the smp encoders hold layers the U-Nets never use: DDP must look for them
+        self.trained = ctx.wrap(_TrainingForward(self.net, cfg.model.criterion), find_unused_parameters=True)
         self.baseline: dict[str, Any] = {}
         self.best_metrics: dict[str, Any] = {}
         self.last_metrics: dict[str, Any] = {}
@@ -274,7 +293,7 @@ class SharedMethod(TrainMethod):
             g["lr"] = self.lr
         xs, ys, vs = (ctx.shard(a) for a in self.sampler.batch(cfg.batch_size))
         x, y, v = (torch.from_numpy(a).to(ctx.device) for a in (xs, ys, vs))
-        loss, parts, _, _ = _loss(self.net, cfg, self.weights, x, y, v, self.trained)
+        loss, parts, _, _ = _loss(self.trained, cfg, self.weights, x, y, v)
         ctx.optimise(loss, self.opt)
         self.steps_done = step + 1
         row = {"loss": float(loss.detach()), **parts}
