@@ -125,6 +125,7 @@ def bnn_main(argv: list[str]) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--augment", action="store_true", help="RRL-Net style jitter and joint flips / rotations")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the forward pass (weights stay fp32)")
     a = p.parse_args(argv)
     train, val, info = data_pools(a)
     main_print(f"training pairs {len(train)}, validation pairs {len(val)}")
@@ -136,7 +137,7 @@ def bnn_main(argv: list[str]) -> int:
         moco_opt = str(Path(a.moco_dir) / "opt" / "encoder_opt.pt")
     cfg = BNNTrainConfig(backbone=a.backbone, width=a.width, init=a.init, moco_sar=moco_sar, moco_opt=moco_opt,
                          epochs=a.epochs, steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr=a.lr,
-                         augment=a.augment,
+                         augment=a.augment, bf16=a.bf16,
                          device=a.device, threads=a.threads, max_minutes=a.max_minutes, max_steps=a.max_steps,
                          seed=a.seed)
     res = train_bnn(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress, log=main_print)

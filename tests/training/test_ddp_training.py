@@ -90,3 +90,40 @@ def test_torchrun_two_processes_train_bnn_with_one_command(tmp_path: Path) -> No
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stdout and "DDP" not in resumed.stdout
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["steps"] == 12
+
+
+_TINY = {
+    "rrlnet": ["--data", "vis-nir/registration/country", "--pairs-per-image", "8", "--epochs", "1",
+               "--steps-per-epoch", "2", "--batch-size", "4", "--bn-recalibrate", "1"],
+    "bnn-moco": ["--data", "s1s2/bigearthnet-configilm", "--patch-size", "32", "--crops-per-scene", "1", "--width", "8",
+                 "--batch-size", "8", "--queue-size", "32", "--epochs", "1", "--steps-per-epoch", "2",
+                 "--modality", "sar"],
+    "aae": ["--data", "s1s2/bigearthnet-configilm", "--patch-size", "32", "--search-size", "64", "--per-image", "1",
+            "--width", "2", "--latent-dim", "8", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4",
+            "--supervision", "0.25", "--min-negative-offset", "6"],
+    "shared": ["--data", "osmnet:sar-optical/osmnet/ims", "--criterion", "v1", "--crop", "64", "--batch-size", "2",
+               "--max-steps", "2", "--eval-every", "2", "--warmup-steps", "2"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(_TINY))
+def test_torchrun_two_processes_run_every_method(method: str, tmp_path: Path) -> None:
+    """Every method's command trains under ``torchrun --nproc_per_node 2`` (DDP through each method's step)."""
+    args = list(_TINY[method])
+    i = args.index("--data") + 1
+    kind, _, rel = args[i].rpartition(":")
+    args[i] = f"{kind}:{shared_data(rel)}" if kind else str(shared_data(rel))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "sarcoreg.training.cli", method, *args, "--threads", "1", "--device", "cpu",
+                          "--no-progress", "--out", str(tmp_path)], env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "DDP: 2 processes" in run.stdout
+    folder = tmp_path / "sar" if method == "bnn-moco" else tmp_path
+    assert (folder / "last.pt").is_file()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["sar"] if method == "bnn-moco" else summary)["steps"] == 2
