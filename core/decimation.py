@@ -30,7 +30,7 @@ __all__ = ["BASE_SIDE", "OverviewBase", "base_factor", "build_base"]
 #: Longer side of the base, in cells; overviews of up to about this size come from it.
 BASE_SIDE = 2048
 #: Full-resolution rows read at a time (rounded to whole cells).
-_STRIP_ROWS = 512
+_STRIP_ROWS = 256
 
 
 def base_factor(width: int, height: int, base_side: int = BASE_SIDE) -> int:

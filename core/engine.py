@@ -508,40 +508,48 @@ def _match_all(
     offset: tuple[int, int],
     progress: Progress,
 ) -> tuple[MatchResult, np.ndarray]:
-    """Match every candidate in batches; returns the result (target on the grid) and a skip mask."""
+    """Match every candidate in batches; returns the result (target on the grid) and a skip mask.
+
+    The chips of the next batch are read (GDAL, without the GIL) by a second thread while the
+    matcher works on the current one; only that thread touches the rasters during the loop.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     matcher = get_matcher(opts.method, **opts.matcher_options)
     batch = max(1, int(getattr(matcher, "batch_size", 64)))
     parts: list[MatchResult] = []
     n = len(centres)
-    for start in range(0, n, batch):
-        progress.report(start / max(n, 1), f"matching tie points {start}/{n} ({opts.method})")
-        chips = cut_chips(
-            grid.reference,
-            grid.target_on_grid,
-            ref_prep,
-            tgt_prep,
-            centres[start : start + batch],
-            *_sizes(opts)[1:],
-            offset,
-        )
-        result = matcher.match(chips)
-        # Skip reasons the engine knows better than the matcher.
-        assert chips.reference_valid is not None and chips.target_valid is not None
-        ref_frac = chips.reference_valid.mean(axis=(1, 2))
-        tgt_frac = chips.target_valid.mean(axis=(1, 2))
-        texture = texture_score(chips.reference)
-        for k in range(len(chips)):
-            reason = ""
-            if ref_frac[k] < opts.min_valid_fraction or tgt_frac[k] < opts.min_valid_fraction:
-                reason = "nodata: too few valid pixels in the window"
-            elif texture[k] < opts.min_texture:
-                reason = "textureless reference window"
-            if reason:
-                result.valid[k] = False
-                result.target_xy[k] = np.nan
-                result.errors[k] = reason
-        result.target_xy = result.target_xy + np.asarray(offset, np.float64)
-        parts.append(result)
+    starts = list(range(0, n, batch))
+
+    def cut(start: int) -> ChipBatch:
+        return cut_chips(grid.reference, grid.target_on_grid, ref_prep, tgt_prep, centres[start : start + batch],
+                         *_sizes(opts)[1:], offset)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sarcoreg-chips") as reader:
+        pending: Future[ChipBatch] | None = reader.submit(cut, starts[0]) if starts else None
+        for i, start in enumerate(starts):
+            progress.report(start / max(n, 1), f"matching tie points {start}/{n} ({opts.method})")
+            assert pending is not None
+            chips = pending.result()
+            pending = reader.submit(cut, starts[i + 1]) if i + 1 < len(starts) else None
+            result = matcher.match(chips)
+            # Skip reasons the engine knows better than the matcher.
+            assert chips.reference_valid is not None and chips.target_valid is not None
+            ref_frac = chips.reference_valid.mean(axis=(1, 2))
+            tgt_frac = chips.target_valid.mean(axis=(1, 2))
+            texture = texture_score(chips.reference)
+            for k in range(len(chips)):
+                reason = ""
+                if ref_frac[k] < opts.min_valid_fraction or tgt_frac[k] < opts.min_valid_fraction:
+                    reason = "nodata: too few valid pixels in the window"
+                elif texture[k] < opts.min_texture:
+                    reason = "textureless reference window"
+                if reason:
+                    result.valid[k] = False
+                    result.target_xy[k] = np.nan
+                    result.errors[k] = reason
+            result.target_xy = result.target_xy + np.asarray(offset, np.float64)
+            parts.append(result)
     progress.report(1.0, f"matched {n} candidates")
     merged = (
         MatchResult.concatenate(parts)
