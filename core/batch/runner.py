@@ -19,6 +19,7 @@ Dask is imported here, never by ``import sarcoreg.core`` or the QGIS plugin.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import secrets
@@ -100,10 +101,13 @@ def _reusable(pair: Pair, out_dir: Path, opts: BatchOptions) -> dict[str, Any] |
     record = read_record(out_dir, pair.id)
     same = record is not None and record.get("fingerprint") == fingerprint(pair)
     manifest = read_output_set(folder)
-    if manifest is not None and (record is None or same) and \
+    if same and record is not None and record["row"].get("status") in ("failed", "error"):
+        # The latest result of these inputs and options (a failed verdict leaves an earlier set as it was).
+        if opts.retry_failed:
+            return None
+        row = dict(record["row"])
+    elif manifest is not None and (record is None or same) and \
             (manifest.get("reference"), manifest.get("target")) == (pair.reference, pair.target):
-        import json
-
         try:
             report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -111,9 +115,6 @@ def _reusable(pair: Pair, out_dir: Path, opts: BatchOptions) -> dict[str, Any] |
         runtime = record["row"].get("runtime_s") if record is not None else None
         row = row_from_report(pair, folder, report, runtime)
         row["cpu_s"] = record["row"].get("cpu_s") if record is not None else None
-    elif same and record is not None and record["row"].get("status") in ("failed", "error") \
-            and not opts.retry_failed and manifest is None:
-        row = dict(record["row"])
     else:
         return None
     row["reused"] = True
