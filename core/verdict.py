@@ -595,9 +595,8 @@ def judge(
 
     # 7. Two interleaved halves of the tie points agree.
     if threshold_px is not None and n_in >= need_failed:
-        usable_mask = np.asarray(usable, bool)
-        gap, counts = split_half_disagreement(kind, np.asarray(src_xy, np.float64)[usable_mask],
-                                              np.asarray(ref_xy, np.float64)[usable_mask], float(threshold_px),
+        gap, counts = split_half_disagreement(kind, np.asarray(src_xy, np.float64), np.asarray(ref_xy, np.float64),
+                                              float(threshold_px), usable=np.asarray(usable, bool),
                                               tps_smoothing=tps_smoothing, seed=seed)
         enough = min(counts) >= need_failed
         checks.update(split_disagreement_px=json_float(gap) if enough else None, split_inliers=list(counts))
@@ -616,13 +615,15 @@ def split_half_disagreement(
     dst: np.ndarray,
     threshold_px: float,
     *,
+    usable: np.ndarray | None = None,
     tps_smoothing: float = 0.0,
     seed: int = 0,
 ) -> tuple[float, tuple[int, int]]:
     """How far two interleaved halves of the tie points disagree about the mapping.
 
     The tie points are split like the black and white squares of a checkerboard (by the rank of
-    their x and y reference coordinates, so both halves cover the whole matched area); each half
+    their x and y reference coordinates among all candidates, so the squares are those of the
+    candidate grid and both halves cover the whole matched area); each half
     gets its own robust fit of ``model_kind`` with the same threshold, and the two fits are
     compared at the corners and the centre of the tie points' bounding box (source coordinates).
     Consistent tie points give two fits within a pixel or two of each other; two halves that
@@ -630,9 +631,10 @@ def split_half_disagreement(
 
     Args:
         model_kind: Transform kind of the judged fit.
-        src: ``(N, 2)`` usable tie points in the fit's source coordinates (NaN rows ignored).
-        dst: ``(N, 2)`` their reference pixels.
+        src: ``(N, 2)`` every candidate in the fit's source coordinates (NaN rows ignored).
+        dst: ``(N, 2)`` every candidate's reference pixel (the squares are ranked over these).
         threshold_px: Inlier threshold of the judged fit.
+        usable: ``(N,)`` bool, the tie points that may be fitted (default: every finite row).
         tps_smoothing: Smoothing of a ``tps`` fit.
         seed: Seed of the robust sampling.
 
@@ -642,13 +644,17 @@ def split_half_disagreement(
     """
     src = np.asarray(src, np.float64).reshape(-1, 2)
     dst = np.asarray(dst, np.float64).reshape(-1, 2)
-    ok = np.isfinite(src).all(axis=1) & np.isfinite(dst).all(axis=1)
-    src, dst = src[ok], dst[ok]
+    placed = np.isfinite(dst).all(axis=1)
+    rank_x = np.unique(np.round(dst[placed, 0], 3), return_inverse=True)[1]
+    rank_y = np.unique(np.round(dst[placed, 1], 3), return_inverse=True)[1]
+    white_all = np.zeros(len(dst), bool)
+    white_all[placed] = (rank_x + rank_y) % 2 == 0
+    ok = placed & np.isfinite(src).all(axis=1)
+    if usable is not None:
+        ok &= np.asarray(usable, bool)
+    src, dst, white = src[ok], dst[ok], white_all[ok]
     if len(src) < 2 * (min_points(model_kind) + 1):
         return math.nan, (0, 0)
-    rank_x = np.unique(np.round(dst[:, 0], 3), return_inverse=True)[1]
-    rank_y = np.unique(np.round(dst[:, 1], 3), return_inverse=True)[1]
-    white = (rank_x + rank_y) % 2 == 0
     x0, y0 = src.min(axis=0)
     x1, y1 = src.max(axis=0)
     probe = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1], [(x0 + x1) / 2, (y0 + y1) / 2]])
