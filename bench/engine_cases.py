@@ -88,6 +88,11 @@ class BenchCase:
             whose own alignment is not exact): the runner also co-registers it and reports how
             far the two estimates differ (``selfcons_px``), which isolates the engine's error
             from the data's own misalignment.
+        checkpoints: Independent check points of the pair, per matcher that measured them:
+            ``{matcher: (target px (N, 2), reference px (N, 2))}``, the inliers of a dense run of
+            that matcher on the unmoved pair (the target's pixels are the same in the moved one,
+            only its georeferencing differs). A run is scored at the points of a matcher other
+            than its own (``cp_rmse_px``, ``cp_from``).
     """
 
     name: str
@@ -100,6 +105,7 @@ class BenchCase:
     info: dict[str, Any] = field(default_factory=dict)
     success_px: float = 3.0
     zero_target: Path | None = None
+    checkpoints: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -566,13 +572,41 @@ def vhr_cases(folder: Path, count: int, seed: int) -> list[BenchCase]:
     gt = [400000.0, 3.5, 0.0, 4500000.0, 0.0, -3.5]
     ref = _write_gt_tiff(folder / "vs1_opt.tif", np.ascontiguousarray(opt.transpose(2, 0, 1)), gt, "EPSG:32633")
     zero = _write_gt_tiff(folder / "vs1_sar0.tif", sar, gt, "EPSG:32633")
+    checkpoints = {m: dense_checkpoints(ref, zero, m) for m in ("mi", "structural")}
     out = []
     for k in range(count):
         off = _polar_offset(rng, 20.0, 30.0)
         tgt = _write_gt_tiff(folder / f"vs1_sar{k}.tif", sar, _moved(gt, off), "EPSG:32633")
         out.append(BenchCase(f"vhr-vs1-{k}", "vhr", ref, tgt, _identity, (sar.shape[1], sar.shape[0]), {},
-                             {"offset_px": list(off)}, zero_target=zero))
+                             {"offset_px": list(off)}, zero_target=zero, checkpoints=checkpoints))
     return out
+
+
+def dense_checkpoints(reference: Path, target: Path, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Check points of an aligned pair: the inliers of a dense ``method`` run (spacing 24, window 64).
+
+    Returns:
+        ``(target px (N, 2), reference px (N, 2))`` of the inliers, each a point where ``method``
+        found the target content; their own scatter (about the matcher's per-point error) is part of
+        any RMSE measured at them.
+    """
+    opts = CoregOptions.from_dict({"method": method, "transform": "affine", "spacing": 24, "window": 64,
+                                   "search_radius": 8, "coarse": "off"})
+    res = coregister(reference, target, None, opts)
+    inl = res.tiepoints.inlier
+    return np.asarray(res.tiepoints.target_xy[inl], np.float64), np.asarray(res.tiepoints.ref_xy[inl], np.float64)
+
+
+def checkpoint_rmse(case: BenchCase, method: str, model: PointMap) -> tuple[float, str]:
+    """RMSE (px) of ``model`` at the case's check points of a matcher other than ``method``."""
+    if not case.checkpoints:
+        return float("nan"), ""
+    other = next((m for m in ("mi", "structural", "ncc") if m != method and m in case.checkpoints), None)
+    if other is None:
+        return float("nan"), ""
+    tgt, ref = case.checkpoints[other]
+    d = np.asarray(model(tgt)) - ref
+    return float(np.sqrt(np.mean(np.sum(d * d, axis=1)))), other
 
 
 def trap_cases(folder: Path, count: int, seed: int) -> list[BenchCase]:
@@ -722,6 +756,8 @@ def run_case(case: BenchCase, method: str, **overrides: Any) -> dict[str, Any]:
         true_rmse = _true_rmse(res.target_to_reference, case.gt_target_to_reference, float(w), float(h))
         row.update(status=status, rmse_cv_px=float(cv) if cv is not None else float("nan"), true_rmse_px=true_rmse,
                    wrong_ok=bool(status == "ok" and not ace < WRONG_PX))
+        if case.checkpoints:
+            row["cp_rmse_px"], row["cp_from"] = checkpoint_rmse(case, method, res.target_to_reference)
         row.update(ace_px=ace, success=bool(ace < case.success_px), rmse_px=float(res.fit.rmse_px),
                    n_inliers=int(res.fit.n_inliers), n_candidates=int(res.report["n_candidates"]),
                    coarse_px=coarse.get("offset_px") if coarse.get("used") else None, error="")
