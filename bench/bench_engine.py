@@ -30,9 +30,9 @@ from sarcoreg.core.matchers.base import available_matchers  # noqa: E402
 
 SUMMARY_COLUMNS = ["group", "method", "n", "success", "success_pct", "thr_px", "ace_med", "ace_p90",
                    "rmse_med", "time_mean_s", "peak_mb", "failed_runs", "selfcons_med", "selfcons_ok",
-                   "verdicts", "wrong_ok", "cv_ratio_med"]
+                   "verdicts", "wrong_ok", "cv_ratio_med", "cp_rmse_med"]
 CASE_COLUMNS = ["group", "case", "method", "ace_px", "success", "status", "wrong_ok", "rmse_px", "rmse_cv_px",
-                "true_rmse_px", "n_inliers", "n_candidates",
+                "true_rmse_px", "cp_rmse_px", "cp_from", "n_inliers", "n_candidates",
                 "time_s", "peak_rss_mb", "offset_px", "coarse_px", "selfcons_px", "angle_deg", "error"]
 
 

@@ -813,6 +813,9 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             cons = np.where(np.isfinite(cons), cons, np.inf)
             out[-1]["selfcons_med"] = float(np.median(cons))
             out[-1]["selfcons_ok"] = f"{int((cons < 1.0).sum())}/{len(sel)}"
+        if "cp_rmse_px" in sel[0]:
+            cp = np.array([r.get("cp_rmse_px", np.nan) for r in sel], float)
+            out[-1]["cp_rmse_med"] = float(np.median(np.where(np.isfinite(cp), cp, np.inf)))
     return out
 
 
