@@ -1,4 +1,4 @@
-"""coregistered.tif, written by its own thread beside the other outputs: the target's pixels under the fitted geotransform."""
+"""coregistered.tif, written by its own thread beside the other outputs: the target's pixels, corrected geotransform."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 from osgeo import gdal, osr
-
 from sarcoreg.core.engine import CoregOptions, coregister
 from sarcoreg.core.outputs import coregistered_recipe
+
 from tests.conftest import shared_data
 
 OFFSET_PX = (3.4, -2.6)  # error put into the target's origin, reference pixels

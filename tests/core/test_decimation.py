@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 from osgeo import gdal, osr
-
 from sarcoreg.core.decimation import base_factor, build_base
 from sarcoreg.core.raster_io import common_grid, open_raster
+
 from tests.conftest import shared_data
 
 W, H = 2600, 2300  # larger than BASE_SIDE: cells of 2 x 2 pixels
