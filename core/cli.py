@@ -55,7 +55,7 @@ def _add_coregister_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--transform",
         default=d.transform,
-        help=f"shift, affine, homography, poly1, poly2, poly3 or tps (default {d.transform})",
+        help=f"shift, similarity, affine, homography, poly1, poly2, poly3 or tps (default {d.transform})",
     )
     p.add_argument("--spacing", type=int, default=d.spacing,
                    help="tie-point grid spacing, px (default: auto from the overlap size, see README)")

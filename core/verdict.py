@@ -66,7 +66,7 @@ import numpy as np
 
 from .estimation import GeometricModel, fit_transform, min_points
 from .estimation.coords import affine_from_samples
-from .estimation.refit import fit_affine, fit_homography, fit_polynomial, fit_shift, fit_tps
+from .estimation.refit import fit_affine, fit_homography, fit_polynomial, fit_shift, fit_similarity, fit_tps
 from .estimation.stats import json_float
 
 __all__ = [
@@ -89,11 +89,13 @@ STATUSES: tuple[str, ...] = ("ok", "uncertain", "failed")
 
 
 def _min_inliers() -> dict[str, int]:
-    return {"shift": 4, "affine": 8, "poly1": 8, "homography": 10, "poly2": 15, "poly3": 25, "tps": 25}
+    return {"shift": 4, "similarity": 6, "affine": 8, "poly1": 8, "homography": 10, "poly2": 15, "poly3": 25,
+            "tps": 25}
 
 
 def _min_inliers_failed() -> dict[str, int]:
-    return {"shift": 3, "affine": 5, "poly1": 5, "homography": 6, "poly2": 9, "poly3": 15, "tps": 15}
+    return {"shift": 3, "similarity": 4, "affine": 5, "poly1": 5, "homography": 6, "poly2": 9, "poly3": 15,
+            "tps": 15}
 
 
 @dataclass
@@ -246,6 +248,8 @@ def _plain_fit(kind: str, src: np.ndarray, dst: np.ndarray, tps_smoothing: float
         return fit_shift(src, dst, w)[0]
     if kind == "affine":
         return fit_affine(src, dst, w)[0]
+    if kind == "similarity":
+        return fit_similarity(src, dst, w)[0]
     if kind == "homography":
         return fit_homography(src, dst, w)[0]
     if kind == "tps":

@@ -22,6 +22,7 @@ from .models import (
     MatrixModel,
     PolynomialModel,
     ShiftModel,
+    SimilarityModel,
     TPSModel,
     model_from_dict,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "MatrixModel",
     "PolynomialModel",
     "ShiftModel",
+    "SimilarityModel",
     "TPSModel",
     "fit_transform",
     "min_points",

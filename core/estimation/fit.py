@@ -3,8 +3,8 @@
 :func:`fit_transform` runs, for every kind:
 
 1. drop rows with NaN coordinates or weights;
-2. robust inlier search: OpenCV (MAGSAC++ where available, else RANSAC) for ``affine`` and
-   ``homography``; seeded one-point RANSAC for ``shift``; seeded minimal-sample RANSAC for
+2. robust inlier search: OpenCV (MAGSAC++ where available, else RANSAC) for ``similarity``,
+   ``affine`` and ``homography``; seeded one-point RANSAC for ``shift``; seeded minimal-sample RANSAC for
    ``poly1..3``; for ``tps`` a robust ``poly2`` (``poly1`` below 15 points) pre-fit at twice the
    threshold, since the spline is non-rigid;
 3. weighted least-squares refit on the inliers, inliers recomputed once with the threshold,
@@ -31,20 +31,22 @@ from .ransac import (
     ransac_shift,
     robust_affine_opencv,
     robust_homography_opencv,
+    robust_similarity_opencv,
 )
-from .refit import fit_affine, fit_homography, fit_polynomial, fit_shift, fit_tps
+from .refit import fit_affine, fit_homography, fit_polynomial, fit_shift, fit_similarity, fit_tps
 from .stats import json_float, radial_stats
 
 __all__ = ["TRANSFORM_KINDS", "FitResult", "fit_transform", "min_points"]
 
-#: Every model family :func:`fit_transform` can fit, simplest first.
+#: Every model family :func:`fit_transform` can fit (``similarity`` came last, so the order of
+#: the first seven, which QGIS enum parameters and saved models refer to by index, stays).
 TRANSFORM_KINDS: tuple[str, ...] = ("shift", "affine", "homography", "poly1", "poly2", "poly3",
-                                    "tps")
+                                    "tps", "similarity")
 
 _MIN_POINTS = {"shift": 1, "affine": 3, "homography": 4, "poly1": 3, "poly2": 6, "poly3": 10,
-               "tps": 3}
+               "tps": 3, "similarity": 2}
 _SIMPLER = {"affine": "shift", "homography": "affine", "poly1": "shift", "poly2": "affine",
-            "poly3": "poly2", "tps": "affine"}
+            "poly3": "poly2", "tps": "affine", "similarity": "shift"}
 #: Below this many valid points the TPS pre-fit is poly1 instead of poly2.
 _TPS_POLY2_MIN_POINTS = 15
 #: The TPS pre-fit threshold is this multiple of ``threshold_px``.
@@ -176,6 +178,8 @@ def _refit(
         return fit_shift(src, dst, w)
     if kind == "affine":
         return fit_affine(src, dst, w)
+    if kind == "similarity":
+        return fit_similarity(src, dst, w)
     if kind == "homography":
         return fit_homography(src, dst, w)
     if kind == "tps":
@@ -198,6 +202,8 @@ def _robust_inliers(
         return ransac_shift(src, dst, threshold, confidence, max_iters, rng), "RANSAC"
     if kind == "affine":
         return robust_affine_opencv(src, dst, threshold, confidence, max_iters, seed)
+    if kind == "similarity":
+        return robust_similarity_opencv(src, dst, threshold, confidence, max_iters, seed)
     if kind == "homography":
         return robust_homography_opencv(src, dst, threshold, confidence, max_iters, seed)
     if kind == "tps":

@@ -34,6 +34,7 @@ __all__ = [
     "MatrixModel",
     "PolynomialModel",
     "ShiftModel",
+    "SimilarityModel",
     "TPSModel",
     "model_from_dict",
 ]
@@ -66,8 +67,8 @@ class GeometricModel(ABC):
 
     @property
     def is_affine(self) -> bool:
-        """True for shift and affine: the result can be written as a GDAL geotransform update."""
-        return self.kind in ("shift", "affine")
+        """True for shift, similarity and affine: the result can be written as a GDAL geotransform update."""
+        return self.kind in ("shift", "similarity", "affine")
 
     @property
     @abstractmethod
@@ -111,6 +112,8 @@ class MatrixModel(GeometricModel):
             return HomographyModel(inv)
         if self.kind == "shift":
             return ShiftModel(float(inv[0, 2]), float(inv[1, 2]))
+        if self.kind == "similarity":
+            return SimilarityModel(inv)
         return AffineModel(inv)
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,6 +155,34 @@ class AffineModel(MatrixModel):
             m = np.vstack([m, [0.0, 0.0, 1.0]])
         super().__init__(m)
         self._m[2] = (0.0, 0.0, 1.0)
+
+
+class SimilarityModel(AffineModel):
+    """Rotation, uniform scale and translation: ``[[a, -b, tx], [b, a, ty], [0, 0, 1]]``.
+
+    The rigid geometry of two sensors that differ only by orientation, pixel size and offset:
+    4 parameters instead of the affine's 6, so it extrapolates beyond its tie points far better
+    when they cover only part of the image.
+    """
+
+    kind = "similarity"
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        super().__init__(matrix)
+        a, b = self._m[0, 0], self._m[1, 0]
+        if not (np.isclose(self._m[1, 1], a, rtol=1e-6, atol=1e-9) and np.isclose(self._m[0, 1], -b, rtol=1e-6,
+                                                                                  atol=1e-9)):
+            raise ValueError(f"not a similarity matrix (rotation and uniform scale): {self._m[:2, :2].tolist()}")
+
+    @property
+    def scale(self) -> float:
+        """Uniform scale factor."""
+        return float(np.hypot(self._m[0, 0], self._m[1, 0]))
+
+    @property
+    def rotation_deg(self) -> float:
+        """Rotation in degrees (counter-clockwise in pixel coordinates, y down)."""
+        return float(np.degrees(np.arctan2(self._m[1, 0], self._m[0, 0])))
 
 
 class HomographyModel(MatrixModel):
@@ -318,6 +349,8 @@ def model_from_dict(d: dict[str, Any]) -> GeometricModel:
         return ShiftModel(float(dx), float(dy))
     if kind == "affine":
         return AffineModel(np.asarray(d["matrix_px"]))
+    if kind == "similarity":
+        return SimilarityModel(np.asarray(d["matrix_px"]))
     if kind == "homography":
         return HomographyModel(np.asarray(d["matrix_px"]))
     if kind in ("poly1", "poly2", "poly3"):

@@ -22,6 +22,7 @@ __all__ = [
     "ransac_shift",
     "robust_affine_opencv",
     "robust_homography_opencv",
+    "robust_similarity_opencv",
 ]
 
 # Residual evaluations (hypotheses x points) per vectorised batch: bounds memory to ~50 MB.
@@ -166,7 +167,8 @@ def _robust_opencv(
     """Inliers of OpenCV's robust affine or homography estimator (MAGSAC++, RANSAC fallback).
 
     Args:
-        kind: "affine" (``cv2.estimateAffine2D``) or "homography" (``cv2.findHomography``).
+        kind: "affine" (``cv2.estimateAffine2D``), "similarity" (``cv2.estimateAffinePartial2D``) or
+            "homography" (``cv2.findHomography``).
         src: Source pixels ``(M, 2)``.
         dst: Destination pixels ``(M, 2)``.
         threshold: Reprojection threshold in pixels.
@@ -178,13 +180,20 @@ def _robust_opencv(
         ``(inlier mask (M,), method name)``; the mask is all False when OpenCV found nothing.
     """
     flag, name = opencv_robust_method()
-    minimal = 3 if kind == "affine" else 4
+    minimal = {"similarity": 2, "affine": 3}.get(kind, 4)
     candidates = [(flag, name)] + ([(int(cv2.RANSAC), "RANSAC")] if name != "RANSAC" else [])
+    if kind == "similarity":  # estimateAffinePartial2D knows RANSAC and LMEDS only, not the USAC family
+        candidates = [(int(cv2.RANSAC), "RANSAC")]
     a, b = src.astype(np.float64), dst.astype(np.float64)
     for method, label in candidates:
         cv2.setRNGSeed(int(seed))
         if kind == "affine":
             model, mask = cv2.estimateAffine2D(
+                a, b, method=method, ransacReprojThreshold=float(threshold), maxIters=int(max_iters),
+                confidence=float(confidence), refineIters=10,
+            )
+        elif kind == "similarity":
+            model, mask = cv2.estimateAffinePartial2D(
                 a, b, method=method, ransacReprojThreshold=float(threshold), maxIters=int(max_iters),
                 confidence=float(confidence), refineIters=10,
             )
@@ -203,6 +212,13 @@ def robust_affine_opencv(
 ) -> tuple[np.ndarray, str]:
     """Inliers of ``cv2.estimateAffine2D``; see :func:`_robust_opencv`."""
     return _robust_opencv("affine", src, dst, threshold, confidence, max_iters, seed)
+
+
+def robust_similarity_opencv(
+    src: np.ndarray, dst: np.ndarray, threshold: float, confidence: float, max_iters: int, seed: int
+) -> tuple[np.ndarray, str]:
+    """Inliers of ``cv2.estimateAffinePartial2D``; see :func:`_robust_opencv`."""
+    return _robust_opencv("similarity", src, dst, threshold, confidence, max_iters, seed)
 
 
 def robust_homography_opencv(

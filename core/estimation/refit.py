@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from .coords import Normalisation, bbox, monomial_design
-from .models import AffineModel, HomographyModel, PolynomialModel, ShiftModel, TPSModel
+from .models import AffineModel, HomographyModel, PolynomialModel, ShiftModel, SimilarityModel, TPSModel
 
 __all__ = [
     "TPS_LOO_MAX_POINTS",
@@ -32,6 +32,7 @@ __all__ = [
     "fit_shift",
     "fit_tps",
     "tps_loo_residuals",
+    "fit_similarity",
 ]
 
 #: Rippa's formula inverts an (M + 3) x (M + 3) matrix; above this many control points the LOO
@@ -145,6 +146,61 @@ def fit_affine(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> tuple[AffineM
     m[:2, 1] = c[2] / s
     m[:2, 2] = c[0] - (c[1] * cx + c[2] * cy) / s
     return AffineModel(m), loo
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> tuple[SimilarityModel, np.ndarray]:
+    """Weighted least-squares similarity (rotation, uniform scale, translation).
+
+    Solves ``x' = a u - b v + tx``, ``y' = b u + a v + ty`` on coordinates centred and scaled to
+    unit RMS spread (for conditioning), then writes the matrix in pixels. The leave-one-out
+    residuals are exact: each point's 2 x 2 block of the hat matrix ``H_ii`` gives
+    ``e_loo = (I - H_ii)^-1 e``.
+
+    Args:
+        src: Source pixels ``(M, 2)``, ``M >= 2``.
+        dst: Destination pixels ``(M, 2)``.
+        w: Non-negative weights ``(M,)``.
+
+    Returns:
+        ``(model, loo_residuals (M, 2))``; LOO rows are NaN where a point determines the fit alone.
+
+    Raises:
+        ValueError: All source points coincide.
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    w = np.asarray(w, np.float64)
+    centre = np.average(src, axis=0, weights=w) if w.sum() > 0 else src.mean(axis=0)
+    spread = float(np.sqrt(np.mean(np.sum((src - centre) ** 2, axis=1))))
+    if not spread > 1e-9:
+        raise ValueError(_DEGENERATE.format(what="similarity", n=len(src)))
+    u = (src - centre) / spread
+    m = len(src)
+    design = np.zeros((2 * m, 4))
+    design[0::2] = np.column_stack([u[:, 0], -u[:, 1], np.ones(m), np.zeros(m)])
+    design[1::2] = np.column_stack([u[:, 1], u[:, 0], np.zeros(m), np.ones(m)])
+    target = dst.reshape(-1)
+    sw = np.sqrt(np.repeat(w, 2))
+    a_w = design * sw[:, None]
+    normal = a_w.T @ a_w
+    try:
+        normal_inv = np.linalg.inv(normal)
+    except np.linalg.LinAlgError as exc:
+        raise ValueError(_DEGENERATE.format(what="similarity", n=len(src))) from exc
+    p = normal_inv @ (a_w.T @ (target * sw))
+    a, b, tx, ty = p
+    mat = np.eye(3)
+    mat[0, 0], mat[0, 1], mat[1, 0], mat[1, 1] = a / spread, -b / spread, b / spread, a / spread
+    mat[:2, 2] = [tx, ty] - mat[:2, :2] @ centre
+    res = (design @ p - target).reshape(m, 2)
+    loo = np.full((m, 2), np.nan)
+    for i in range(m):
+        rows = design[2 * i:2 * i + 2]
+        h_ii = (rows @ normal_inv @ rows.T) * w[i]
+        eye_minus = np.eye(2) - h_ii
+        if abs(np.linalg.det(eye_minus)) > 1e-9:
+            loo[i] = np.linalg.solve(eye_minus, res[i])
+    return SimilarityModel(mat), loo
 
 
 def _hartley(xy: np.ndarray) -> np.ndarray:

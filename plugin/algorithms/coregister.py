@@ -55,7 +55,7 @@ LEARNED_MATCHERS: frozenset[str] = frozenset({"rrlnet", "bnn", "aae", "shared"})
 #: Keypoint matchers of the ``shared`` method (``sarcoreg.core.keypoints``; a test checks them).
 KEYPOINT_MATCHERS: list[str] = ["disk-lightglue", "aliked-lightglue", "xfeat", "xfeat-lighterglue", "sift"]
 #: Transform kinds of ``sarcoreg.core.estimation.TRANSFORM_KINDS``, in enum order.
-TRANSFORMS: list[str] = ["shift", "affine", "homography", "poly1", "poly2", "poly3", "tps"]
+TRANSFORMS: list[str] = ["shift", "affine", "homography", "poly1", "poly2", "poly3", "tps", "similarity"]
 MODALITIES: list[str] = ["auto", "optical", "sar"]
 SAR_SCALES: list[str] = ["auto", "amplitude", "intensity", "db"]
 DEVICES: list[str] = ["auto", "cpu", "cuda"]

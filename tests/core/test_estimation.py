@@ -20,7 +20,7 @@ from sarcoreg.core.estimation import (
     model_from_dict,
     radial_stats,
 )
-from sarcoreg.core.estimation.refit import fit_homography, fit_polynomial, fit_tps
+from sarcoreg.core.estimation.refit import fit_homography, fit_polynomial, fit_similarity, fit_tps
 from scipy.interpolate import RBFInterpolator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +41,9 @@ def _truth(kind: str, xy: np.ndarray) -> np.ndarray:
         return xy + [3.3, -7.1]
     if kind in ("affine", "poly1"):
         return xy @ a[:, :2].T + a[:, 2]
+    if kind == "similarity":  # 8 deg and a scale of 1.27, as between two sensors' pixel grids
+        c, s = 1.27 * np.cos(np.radians(8.0)), 1.27 * np.sin(np.radians(8.0))
+        return xy @ np.array([[c, -s], [s, c]]).T + [-60.0, 25.0]
     if kind == "homography":
         h = np.array([[1.01, 0.02, 5.0], [-0.03, 0.99, -4.0], [2e-5, -1e-5, 1.0]])
         p = np.column_stack([xy, np.ones(len(xy))]) @ h.T
@@ -114,7 +117,7 @@ def test_inverse_undoes_model(kind: str) -> None:
     fit = _fit(kind, src, dst)
     grid = _grid(100.0, 900.0, 15)
     # Exact for the matrix kinds; the poly/tps inverse is a separate reverse fit.
-    tol = 1e-6 if kind in ("shift", "affine", "homography") else 0.05
+    tol = 1e-6 if kind in ("shift", "similarity", "affine", "homography") else 0.05
     assert np.abs(fit.inverse.apply(fit.model.apply(grid)) - grid).max() < tol
 
 
@@ -161,7 +164,7 @@ def test_too_few_points_message() -> None:
     assert "denser" in msg and "search" in msg and "simpler" in msg
     fit = fit_transform(src, dst, "affine")  # 4 valid points are enough for an affine
     assert fit.n_valid == 4 and fit.rmse_px < 1e-9
-    assert [min_points(k) for k in TRANSFORM_KINDS] == [1, 3, 4, 3, 6, 10, 3]
+    assert [min_points(k) for k in TRANSFORM_KINDS] == [1, 3, 4, 3, 6, 10, 3, 2]
 
 
 def test_bad_arguments() -> None:
@@ -324,3 +327,26 @@ def test_real_vis_nir_sift_matches_give_the_ground_truth_affine() -> None:
         assert err.max() < 1.0 and err.mean() < 0.5, f"{kind}: {err.max():.2f} px"
         assert not (fit.inliers & (true_res > 3.0)).any()
         assert fit.rmse_px < 0.7
+
+
+def test_similarity_leave_one_out_residuals_are_exact() -> None:
+    """The 2 x 2 hat-matrix blocks give the same residuals as refitting without each point (weighted too)."""
+    rng = np.random.default_rng(11)
+    src = rng.uniform(0.0, SIZE, (25, 2))
+    dst = _truth("similarity", src) + rng.normal(0.0, 0.5, src.shape)
+    w = rng.uniform(0.5, 2.0, len(src))
+    model, loo = fit_similarity(src, dst, w)
+    assert model.kind == "similarity" and model.scale == pytest.approx(1.27, abs=2e-3)
+    assert model.rotation_deg == pytest.approx(8.0, abs=0.1)
+    for i in range(len(src)):
+        keep = np.arange(len(src)) != i
+        alone, _ = fit_similarity(src[keep], dst[keep], w[keep])
+        np.testing.assert_allclose(loo[i], alone.apply(src[i:i + 1])[0] - dst[i], atol=1e-8)
+
+
+def test_a_similarity_matrix_is_checked() -> None:
+    from sarcoreg.core.estimation import SimilarityModel
+
+    with pytest.raises(ValueError, match="not a similarity"):
+        SimilarityModel(np.array([[1.0, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    assert SimilarityModel(np.array([[0.0, -2.0, 1.0], [2.0, 0.0, 3.0]])).rotation_deg == pytest.approx(90.0)
