@@ -892,12 +892,11 @@ def _coregister(
                                                   best.device)
     t = lap("match", t)
     warnings: list[str] = list(grid.warnings)
-    fit = _guard_extrapolation(fit, result.ref_xy, _fit_source(result.target_xy, target_px), grid_used.overlap,
-                               opts, warnings)
+    fit_source = _fit_source(result.target_xy, target_px)
+    fit = _guard_extrapolation(fit, result.ref_xy, fit_source, grid_used.overlap, opts, warnings)
     model_choice = ""
     if best.similarity is not None:
-        fit, model_choice = _similarity_within_affine(fit, result.ref_xy, _fit_source(result.target_xy, target_px),
-                                                      opts)
+        fit, model_choice = _similarity_within_affine(fit, result.ref_xy, fit_source, opts)
     l2 = ~l1 & ~fit.inliers
     for k in np.nonzero(l2)[0]:
         errors[k] = errors[k] or "rejected by the robust fit"

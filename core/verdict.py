@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from .estimation import GeometricModel, fit_transform, min_points
-from .estimation.coords import affine_from_samples
+from .estimation.coords import affine_from_samples, bbox
 from .estimation.refit import fit_affine, fit_homography, fit_polynomial, fit_shift, fit_similarity, fit_tps
 from .estimation.stats import json_float
 
@@ -659,8 +659,7 @@ def split_half_disagreement(
     src, dst, white = src[ok], dst[ok], white_all[ok]
     if len(src) < 2 * (min_points(model_kind) + 1):
         return math.nan, (0, 0)
-    x0, y0 = src.min(axis=0)
-    x1, y1 = src.max(axis=0)
+    x0, y0, x1, y1 = bbox(src)
     probe = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1], [(x0 + x1) / 2, (y0 + y1) / 2]])
     preds, counts = [], []
     for half in (white, ~white):

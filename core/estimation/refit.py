@@ -151,8 +151,9 @@ def fit_affine(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> tuple[AffineM
 def fit_similarity(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> tuple[SimilarityModel, np.ndarray]:
     """Weighted least-squares similarity (rotation, uniform scale, translation).
 
-    Solves ``x' = a u - b v + tx``, ``y' = b u + a v + ty`` on coordinates centred and scaled to
-    unit RMS spread (for conditioning), then writes the matrix in pixels. The leave-one-out
+    Solves ``x' = a u - b v + tx``, ``y' = b u + a v + ty`` on coordinates normalised like the
+    polynomial fits (:class:`~.coords.Normalisation`, for conditioning), then writes the matrix in
+    pixels. The leave-one-out
     residuals are exact: each point's 2 x 2 block of the hat matrix ``H_ii`` gives
     ``e_loo = (I - H_ii)^-1 e``.
 
@@ -170,11 +171,11 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> tuple[Sim
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
     w = np.asarray(w, np.float64)
-    centre = np.average(src, axis=0, weights=w) if w.sum() > 0 else src.mean(axis=0)
-    spread = float(np.sqrt(np.mean(np.sum((src - centre) ** 2, axis=1))))
-    if not spread > 1e-9:
+    if not float(np.ptp(src, axis=0).max()) > 1e-9:
         raise ValueError(_DEGENERATE.format(what="similarity", n=len(src)))
-    u = (src - centre) / spread
+    norm = Normalisation.from_points(src)
+    centre, spread = np.asarray(norm.center), norm.scale
+    u = norm.forward(src)
     m = len(src)
     design = np.zeros((2 * m, 4))
     design[0::2] = np.column_stack([u[:, 0], -u[:, 1], np.ones(m), np.zeros(m)])
