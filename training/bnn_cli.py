@@ -12,6 +12,17 @@ Example (MoCo-BNN, VGG11, on the real S1/S2 pairs plus one synthetic SAR partner
 (``qxs:ROOT``, ``sen12:ROOT``, ``sen12-spring:ROOT``, ``sarptical:ROOT``, ``folders:SAR,OPT`` or the
 S1/S2 ``.npz`` folder). Pools are split into training and validation *by source scene*
 (``--val-fraction``, same seed in both commands, so MoCo never sees the validation scenes).
+
+Hard negatives for dense search (issue 17): ``--hard-negatives F`` (default 0.5) makes a share
+``F`` of the BNN's negatives the same place shifted by 2-8 px (``--min-shift`` / ``--max-shift``);
+the pools then keep ``--margin`` px of context around each patch (default: ``--max-shift`` when
+``F > 0``, else 0). ``bnn-moco`` takes ``--margin`` too (default 8) so that it reads the very same
+pools; MoCo sees their centre crops. ``--hard-negatives 0`` (margin 0) reproduces runs made before.
+On the 1024 px ``volkov`` scenes use ``--crops-per-scene 300``::
+
+    sarcoreg-train bnn-moco --data volkov --crops-per-scene 300 --width 16 --out runs/moco-volkov
+    sarcoreg-train bnn --data volkov --crops-per-scene 300 --width 16 --hard-negatives 0.5 \
+        --init moco --moco-dir runs/moco-volkov --out runs/bnn-volkov-moco
 """
 
 from __future__ import annotations
@@ -41,6 +52,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crops-per-scene", type=int, default=8, help="random crops per S1/S2 .npz scene")
     p.add_argument("--mosaics", action="store_true", help="S1/S2 folder: also its mosaic scenes (training side "
                    "or validation side together with the patches inside them)")
+    p.add_argument("--margin", type=int, default=None, help="context px kept around each patch (hard negatives); "
+                   "default: bnn --max-shift when --hard-negatives > 0, else 0; bnn-moco 8")
     p.add_argument("--synthetic", type=int, default=0, help="SAR-like partners per training optical patch")
     p.add_argument("--backbone", choices=("vgg11", "resnet50", "darknet53"), default="vgg11")
     p.add_argument("--width", type=int, default=64, help="first-stage width of VGG11 (64 = VGG11; small for CPU)")
@@ -55,23 +68,26 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def data_pools(a: argparse.Namespace) -> tuple[AlignedPatches, AlignedPatches, dict[str, object]]:
-    """Training and validation pools of the parsed ``--data`` / ``--val`` / ``--synthetic`` options."""
-    pools = [load_source(s, a.patch_size, a.limit, a.seed, a.crops_per_scene, a.mosaics) for s in a.data]
+    """Training and validation pools of the parsed ``--data`` / ``--val`` / ``--synthetic`` / ``--margin`` options."""
+    margin = int(getattr(a, "margin", 0) or 0)
+    pools = [load_source(s, a.patch_size, a.limit, a.seed, a.crops_per_scene, a.mosaics, margin) for s in a.data]
     pool = concat_pools(pools)
     if a.val:
-        val_pools = [load_source(s, a.patch_size, a.limit, a.seed + 1, a.crops_per_scene, a.mosaics)
+        val_pools = [load_source(s, a.patch_size, a.limit, a.seed + 1, a.crops_per_scene, a.mosaics, margin)
                      for s in a.val]
         train, val = pool, concat_pools(val_pools)
     else:
         train, val = split_pool(pool, a.val_fraction, a.seed)
     info: dict[str, object] = {"sources": list(a.data), "val_sources": a.val, "real_train_pairs": len(train),
-                               "val_pairs": len(val)}
+                               "val_pairs": len(val), "margin": margin,
+                               "train_scenes": len(np.unique(train.groups)), "val_scenes": len(np.unique(val.groups))}
     if a.synthetic > 0:
         # simulated partners keep their scene's group: never a negative of their own scene
         syn = [synthetic_pool(train.opt, seed=1000 * (k + 1), groups=train.groups) for k in range(a.synthetic)]
         parts = [train, *syn]
         train = AlignedPatches(np.concatenate([x.sar for x in parts]), np.concatenate([x.opt for x in parts]),
-                               np.concatenate([x.groups for x in parts]), [n for x in parts for n in x.names])
+                               np.concatenate([x.groups for x in parts]), [n for x in parts for n in x.names],
+                               train.margin)
         info["synthetic_train_pairs"] = sum(len(x) for x in syn)
     return train, val, info
 
@@ -91,8 +107,11 @@ def moco_main(argv: list[str]) -> int:
     p.add_argument("--queue-size", type=int, default=4096)
     p.add_argument("--shuffle-groups", type=int, default=4, help="sub-batches of the single-device shuffled BN")
     a = p.parse_args(argv)
+    if a.margin is None:
+        a.margin = 8
     train, _, info = data_pools(a)
-    main_print(f"MoCo on {len(train)} training patches per modality")
+    train = train.centre()
+    main_print(f"MoCo on {len(train)} training patches per modality ({train.patch_size} px centre crops)")
     cfg = MoCoConfig(backbone=a.backbone, width=a.width, queue_size=a.queue_size, shuffle_groups=a.shuffle_groups,
                      epochs=a.epochs, steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr=a.lr,
                      lr_drop_epoch=a.lr_drop_epoch, device=a.device, threads=a.threads,
@@ -126,7 +145,15 @@ def bnn_main(argv: list[str]) -> int:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--augment", action="store_true", help="RRL-Net style jitter and joint flips / rotations")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the forward pass (weights stay fp32)")
+    p.add_argument("--hard-negatives", type=float, default=0.5,
+                   help="share of the negatives that are the same place shifted (0: other scenes only, as before)")
+    p.add_argument("--min-shift", type=int, default=2, help="smallest shift of a hard negative (larger axis), px")
+    p.add_argument("--max-shift", type=int, default=8, help="largest shift of a hard negative (larger axis), px")
     a = p.parse_args(argv)
+    if a.margin is None:
+        a.margin = a.max_shift if a.hard_negatives > 0 else 0
+    if a.hard_negatives > 0 and a.margin < a.max_shift:
+        p.error(f"--margin {a.margin} is smaller than --max-shift {a.max_shift}")
     train, val, info = data_pools(a)
     main_print(f"training pairs {len(train)}, validation pairs {len(val)}")
     moco_sar = moco_opt = None
@@ -137,7 +164,8 @@ def bnn_main(argv: list[str]) -> int:
         moco_opt = str(Path(a.moco_dir) / "opt" / "encoder_opt.pt")
     cfg = BNNTrainConfig(backbone=a.backbone, width=a.width, init=a.init, moco_sar=moco_sar, moco_opt=moco_opt,
                          epochs=a.epochs, steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr=a.lr,
-                         augment=a.augment, bf16=a.bf16,
+                         augment=a.augment, bf16=a.bf16, hard_negatives=a.hard_negatives, min_shift=a.min_shift,
+                         max_shift=a.max_shift,
                          device=a.device, threads=a.threads, max_minutes=a.max_minutes, max_steps=a.max_steps,
                          seed=a.seed)
     res = train_bnn(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress, log=main_print)

@@ -7,6 +7,16 @@ QXS-SAROPT / SEN1-2 (SARptical: lr 0.1, 100 epochs). Every mini-batch is balance
 loss :func:`~sarcoreg.training.bnn_losses.bnn_loss` with ``alpha = 1``. The batch size is not in
 the paper: default 32. An epoch shows every training pair once as a positive.
 
+Hard negatives (not in the paper; for dense registration search, issue 17): with
+``hard_negatives = F > 0`` a share ``F`` of each batch's negatives is the SAR patch against the
+optical crop of the *same place* moved by an offset whose larger axis lies in
+``[min_shift, max_shift]`` px (:func:`make_batch`); the pools must keep a margin of at least
+``max_shift`` px around each patch (:class:`~sarcoreg.training.pair_datasets.AlignedPatches`).
+``F = 0`` draws exactly the batches of earlier versions. Validation then also scores every
+validation pair against a fixed near-shifted optical crop (``near_auc``, ``near_fpr95``) and the
+best epoch is the one with the highest AUC of positives against far and near negatives together
+(``mixed_auc``) instead of the best accuracy.
+
 After each epoch the validation pool is scored on a fixed balanced pair set
 (:func:`~sarcoreg.training.pair_datasets.eval_pairs`); the decision threshold on ``h`` is the one
 with the best validation accuracy, and accuracy, precision, recall (the paper's tables), FPR95 and
@@ -30,7 +40,7 @@ import torch
 from sarcoreg.models.bnn import BNN, export_onnx
 from sarcoreg.training.bnn_losses import balanced_indices, bnn_loss, to_tensor
 from sarcoreg.training.metrics import auc, fpr95, roc_curve
-from sarcoreg.training.pair_datasets import AlignedPatches, eval_pairs
+from sarcoreg.training.pair_datasets import AlignedPatches, eval_pairs, eval_pairs_near, shift_offsets
 from torch import nn
 from typing_extensions import override
 
@@ -44,6 +54,8 @@ __all__ = [
     "classification_metrics",
     "distances",
     "evaluate",
+    "make_batch",
+    "pair_distances",
     "roc_png",
     "train_bnn",
 ]
@@ -51,7 +63,12 @@ __all__ = [
 
 @dataclass
 class BNNTrainConfig(RunOptions):
-    """Options of :func:`train_bnn` (defaults: the paper's MoCo-BNN fine-tuning)."""
+    """Options of :func:`train_bnn` (defaults: the paper's MoCo-BNN fine-tuning).
+
+    ``hard_negatives``: share of each batch's negatives that are near-shifted crops of the same
+    place (offset larger axis in ``[min_shift, max_shift]`` px); needs pools with a margin of at
+    least ``max_shift``. 0: the paper's negatives from other scenes only.
+    """
 
     backbone: str = "vgg11"
     width: int = 64
@@ -70,6 +87,9 @@ class BNNTrainConfig(RunOptions):
     val_batch: int = 128
     export_onnx: bool = True
     bf16: bool = False
+    hard_negatives: float = 0.0
+    min_shift: int = 2
+    max_shift: int = 8
 
 
 @dataclass
@@ -87,18 +107,75 @@ class BNNTrainResult:
 
 
 @torch.no_grad()
-def distances(net: BNN, pool: AlignedPatches, sar_idx: np.ndarray, opt_idx: np.ndarray, device: torch.device,
-              batch: int = 128) -> np.ndarray:
-    """``h`` ``(K,)`` of the pairs ``(pool.sar[sar_idx[k]], pool.opt[opt_idx[k]])`` (eval mode)."""
+def pair_distances(net: BNN, sar: np.ndarray, opt: np.ndarray, device: torch.device, batch: int = 128) -> np.ndarray:
+    """``h`` ``(K,)`` of uint8 SAR / optical patches ``(K, P, P)`` (eval mode)."""
     was = net.training
     net.eval()
     out = []
-    for i in range(0, len(sar_idx), batch):
-        b = to_tensor(pool.sar[sar_idx[i : i + batch]], device)
-        a = to_tensor(pool.opt[opt_idx[i : i + batch]], device)
+    for i in range(0, len(sar), batch):
+        b = to_tensor(sar[i : i + batch], device)
+        a = to_tensor(opt[i : i + batch], device)
         out.append(net.distance(a, b).float().cpu().numpy())
     net.train(was)
     return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def distances(net: BNN, pool: AlignedPatches, sar_idx: np.ndarray, opt_idx: np.ndarray, device: torch.device,
+              batch: int = 128) -> np.ndarray:
+    """``h`` ``(K,)`` of the centre-crop pairs ``(pool.sar[sar_idx[k]], pool.opt[opt_idx[k]])`` (eval mode)."""
+    c = pool.centre()
+    return pair_distances(net, c.sar[np.asarray(sar_idx)], c.opt[np.asarray(opt_idx)], device, batch)
+
+
+def make_batch(pool: AlignedPatches, batch_size: int, rng: np.random.Generator, hard_negatives: float = 0.0,
+               min_shift: int = 2, max_shift: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A balanced training batch with a share of near-shifted (hard) negatives.
+
+    Half the batch are positives (centre crops of one pair). Of the ``n`` negatives,
+    ``round(hard_negatives * n)`` pair a SAR centre crop with the optical crop of the same pair
+    moved by :func:`~sarcoreg.training.pair_datasets.shift_offsets`; the others pair it with an
+    optical patch of another group (:func:`~sarcoreg.training.bnn_losses.balanced_indices`, the
+    very same draws as before when ``hard_negatives = 0``). With ``hard_negatives = 1`` no second
+    group is needed.
+
+    Args:
+        pool: Training pool; margin >= ``max_shift`` when ``hard_negatives > 0``.
+        batch_size: Pairs per batch.
+        rng: Random generator.
+        hard_negatives: Share of the negatives that are near-shifted, in [0, 1].
+        min_shift: Smallest larger-axis offset of a hard negative, px.
+        max_shift: Largest larger-axis offset, px.
+
+    Returns:
+        ``(sar, opt, labels, shift)``: ``(B, P, P)`` uint8 patches, ``(B,)`` float32 labels
+        (1 = positive), ``(B, 2)`` int64 optical offsets ``(dx, dy)`` (zero except for hard negatives).
+
+    Raises:
+        ValueError: ``hard_negatives`` outside [0, 1] or a margin smaller than ``max_shift``.
+    """
+    if not 0.0 <= hard_negatives <= 1.0:
+        raise ValueError(f"hard_negatives must be in [0, 1], got {hard_negatives}")
+    n_pos = batch_size // 2
+    n_neg = batch_size - n_pos
+    n_hard = int(round(hard_negatives * n_neg))
+    if n_hard and pool.margin < max_shift:
+        raise ValueError(f"hard negatives shifted up to {max_shift} px need a pool margin >= {max_shift}, "
+                         f"got {pool.margin}")
+    if n_hard < n_neg:
+        s_idx, o_idx, labels = balanced_indices(len(pool), batch_size, rng, pool.groups)
+    else:
+        pos = rng.choice(len(pool), size=n_pos, replace=n_pos > len(pool))
+        neg = rng.choice(len(pool), size=n_neg, replace=n_neg > len(pool))
+        s_idx = o_idx = np.r_[pos, neg].astype(np.int64)
+        labels = np.r_[np.ones(n_pos), np.zeros(n_neg)].astype(np.float32)
+    c = pool.centre()
+    sar, opt = c.sar[s_idx], c.opt[o_idx]
+    shift = np.zeros((batch_size, 2), np.int64)
+    if n_hard:
+        rows = np.arange(batch_size - n_hard, batch_size)
+        shift[rows] = shift_offsets(n_hard, rng, min_shift, max_shift)
+        opt[rows] = pool.crops(s_idx[rows], shift[rows])[1]
+    return sar, opt, labels, shift
 
 
 def classification_metrics(labels: np.ndarray, h: np.ndarray, threshold: float) -> dict[str, float]:
@@ -131,8 +208,9 @@ def best_threshold(labels: np.ndarray, h: np.ndarray) -> float:
 
 
 def evaluate(net: BNN, pool: AlignedPatches, device: torch.device, threshold: float | None = None,
-             seed: int = 0, batch: int = 128) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Metrics on the fixed balanced pair set of ``pool``.
+             seed: int = 0, batch: int = 128, near: tuple[int, int] | None = None,
+             ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Metrics on the fixed balanced pair set of ``pool`` (centre crops).
 
     Args:
         net: The network.
@@ -141,16 +219,29 @@ def evaluate(net: BNN, pool: AlignedPatches, device: torch.device, threshold: fl
         threshold: Decision threshold on ``h``; None: chosen here (best accuracy).
         seed: Negative partners.
         batch: Pairs per forward.
+        near: ``(min_shift, max_shift)``: also score each pair against a fixed near-shifted optical
+            crop (:func:`~sarcoreg.training.pair_datasets.eval_pairs_near`; pool margin >= max_shift).
 
     Returns:
         ``(metrics, labels, h)``: metrics has threshold, accuracy, precision, recall, fpr95, auc,
-        mean h of positives / negatives.
+        mean h of positives / negatives, and with ``near`` also ``near_auc``, ``near_fpr95``
+        (positives vs near negatives), ``mixed_auc``, ``mixed_fpr95`` (vs far and near negatives)
+        and ``h_near``. ``labels`` / ``h`` are those of the far set.
     """
     s_idx, o_idx, labels = eval_pairs(pool, seed)
     h = distances(net, pool, s_idx, o_idx, device, batch)
     t = best_threshold(labels, h) if threshold is None else float(threshold)
     m = {"threshold": t, **classification_metrics(labels, h, t), "fpr95": fpr95(labels, -h), "auc": auc(labels, -h),
          "h_pos": float(h[labels > 0.5].mean()), "h_neg": float(h[labels < 0.5].mean())}
+    if near is not None:
+        sar, opt, _ = eval_pairs_near(pool, seed, *near)
+        h_near = pair_distances(net, sar, opt, device, batch)
+        h_pos = h[labels > 0.5]
+        y_near = np.r_[np.ones(len(h_pos)), np.zeros(len(h_near))]
+        y_mixed = np.r_[labels, np.zeros(len(h_near))]
+        m.update({"near_auc": auc(y_near, -np.r_[h_pos, h_near]), "near_fpr95": fpr95(y_near, -np.r_[h_pos, h_near]),
+                  "mixed_auc": auc(y_mixed, -np.r_[h, h_near]), "mixed_fpr95": fpr95(y_mixed, -np.r_[h, h_near]),
+                  "h_near": float(h_near.mean())})
     return m, labels, h
 
 
@@ -234,9 +325,9 @@ class BNNMethod(TrainMethod):
 
     @override
     def train_step(self, step: int, epoch: int) -> dict[str, float]:
-        ctx, cfg, train = self.ctx, self.cfg, self.train
-        s_idx, o_idx, y = balanced_indices(len(train), cfg.batch_size, ctx.rng, train.groups)
-        sar, optical = train.sar[s_idx], train.opt[o_idx]
+        ctx, cfg = self.ctx, self.cfg
+        sar, optical, y, _ = make_batch(self.train, cfg.batch_size, ctx.rng, cfg.hard_negatives, cfg.min_shift,
+                                        cfg.max_shift)
         if cfg.augment:
             sar, optical = _augment(sar, optical, ctx.rng)
         with ctx.autocast():
@@ -251,14 +342,17 @@ class BNNMethod(TrainMethod):
 
     @override
     def validate(self, epoch: int, steps: list[dict[str, float]]) -> dict[str, Any]:
-        metrics, labels, h = evaluate(self.net, self.val, self.ctx.device, seed=self.cfg.seed, batch=self.cfg.val_batch)
+        cfg = self.cfg
+        near = (cfg.min_shift, cfg.max_shift) if cfg.hard_negatives > 0 and self.val.margin >= cfg.max_shift else None
+        metrics, labels, h = evaluate(self.net, self.val, self.ctx.device, seed=cfg.seed, batch=cfg.val_batch,
+                                      near=near)
         self._roc = (labels, h)
         return {"loss": float(np.mean([s["loss"] for s in steps])) if steps else math.nan,
                 **{f"val_{k}": v for k, v in metrics.items()}}
 
     @override
     def score(self, row: dict[str, Any]) -> float:
-        return -float(row["val_accuracy"])
+        return -float(row["val_mixed_auc"] if "val_mixed_auc" in row else row["val_accuracy"])
 
     @override
     def on_best(self, row: dict[str, Any], out: Path | None) -> None:
@@ -270,7 +364,10 @@ class BNNMethod(TrainMethod):
     def epoch_line(self, row: dict[str, Any], improved: bool) -> str:
         return (f"epoch {row['epoch']}: loss {row['loss']:.4f}  val acc {row['val_accuracy']:.3f} prec "
                 f"{row['val_precision']:.3f} rec {row['val_recall']:.3f} FPR95 {100 * row['val_fpr95']:.1f} % "
-                f"(h < {row['val_threshold']:.3f}){'  (best)' if improved else ''}  [{row['seconds']:.0f} s]")
+                f"(h < {row['val_threshold']:.3f})"
+                + (f" near AUC {row['val_near_auc']:.3f} FPR95 {100 * row['val_near_fpr95']:.1f} %"
+                   f" mixed AUC {row['val_mixed_auc']:.3f}" if "val_near_auc" in row else "")
+                + f"{'  (best)' if improved else ''}  [{row['seconds']:.0f} s]")
 
     @override
     def export(self, out: Path) -> None:
@@ -311,6 +408,9 @@ def train_bnn(
         raise ValueError(f"training ({train.patch_size}) and validation ({val.patch_size}) patch sizes differ")
     if cfg.init not in ("np", "moco"):
         raise ValueError(f"init must be 'np' (from scratch) or 'moco', got {cfg.init!r}")
+    if cfg.hard_negatives > 0 and train.margin < cfg.max_shift:
+        raise ValueError(f"hard negatives shifted up to {cfg.max_shift} px need a training pool margin >= "
+                         f"{cfg.max_shift} (load it with margin), got {train.margin}")
     spe = cfg.steps_per_epoch or max(1, math.ceil(len(train) / max(1, cfg.batch_size // 2)))
     loop = LoopConfig.from_options(cfg, spe, progress)
     res = run_training(lambda ctx: BNNMethod(ctx, train, val, cfg, cfg.init == "moco" and resume is None),

@@ -10,6 +10,11 @@ gray patches (optical RGB converted to gray with OpenCV's luma weights, both res
 area interpolation) and a ``groups`` id per pair (pairs cut from one scene share it so they are
 never used as each other's negatives).
 
+A pool may keep context: with ``margin = m`` the stored patches are ``(M, P + 2 m, P + 2 m)`` and
+the patches the networks see are their centre ``P x P`` crops (:meth:`AlignedPatches.centre`,
+:meth:`AlignedPatches.crops`); an optical crop moved by ``(dx, dy)`` with ``|dx|, |dy| <= m`` shows
+the same place shifted, the *hard negative* of dense search (:func:`shift_offsets`).
+
 Layouts read:
 
 * QXS-SAROPT: ``<root>/sar_256_oc_0.2/<name>.png`` + ``<root>/opt_256_oc_0.2/<name>.png``.
@@ -37,13 +42,16 @@ __all__ = [
     "bigearthnet_npz",
     "concat_pools",
     "eval_pairs",
+    "eval_pairs_near",
     "load_source",
     "qxs_saropt",
     "read_pairs",
     "sarptical",
     "sen12",
+    "shift_offsets",
     "split_pool",
     "synthetic_pool",
+    "with_margin",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -54,22 +62,26 @@ class AlignedPatches:
     """A pool of co-registered SAR / optical patches.
 
     Attributes:
-        sar: ``(M, P, P)`` uint8 SAR patches.
-        opt: ``(M, P, P)`` uint8 optical gray patches, ``opt[i]`` shows the place of ``sar[i]``.
+        sar: ``(M, S, S)`` uint8 SAR patches, ``S = P + 2 margin``.
+        opt: ``(M, S, S)`` uint8 optical gray patches, ``opt[i]`` shows the place of ``sar[i]``.
         groups: ``(M,)`` int64 source ids (one per scene / file pair).
         names: ``M`` labels of where each pair came from.
+        margin: Context kept on each side of the ``P x P`` patch (0: the stored patch is the patch).
     """
 
     sar: np.ndarray
     opt: np.ndarray
     groups: np.ndarray
     names: list[str] = field(default_factory=list)
+    margin: int = 0
 
     def __post_init__(self) -> None:
         if self.sar.shape != self.opt.shape or self.sar.ndim != 3 or self.sar.shape[1] != self.sar.shape[2]:
             raise ValueError(f"sar and opt must both be (M, P, P), got {self.sar.shape} and {self.opt.shape}")
         if self.groups.shape != (self.sar.shape[0],):
             raise ValueError(f"groups must be ({self.sar.shape[0]},), got {self.groups.shape}")
+        if self.margin < 0 or self.sar.shape[1] <= 2 * self.margin:
+            raise ValueError(f"margin {self.margin} does not fit stored patches of {self.sar.shape[1]} px")
         if not self.names:
             self.names = [str(g) for g in self.groups]
 
@@ -78,22 +90,94 @@ class AlignedPatches:
 
     @property
     def patch_size(self) -> int:
-        """Patch side ``P``."""
-        return int(self.sar.shape[1])
+        """Patch side ``P`` the networks see (stored side minus twice the margin)."""
+        return int(self.sar.shape[1]) - 2 * self.margin
 
     def subset(self, index: np.ndarray) -> AlignedPatches:
-        """The pairs at ``index``."""
+        """The pairs at ``index`` (margin kept)."""
         idx = np.asarray(index, np.int64)
-        return AlignedPatches(self.sar[idx], self.opt[idx], self.groups[idx], [self.names[i] for i in idx])
+        return AlignedPatches(self.sar[idx], self.opt[idx], self.groups[idx], [self.names[i] for i in idx],
+                              self.margin)
+
+    def centre(self) -> AlignedPatches:
+        """The pool of the centre ``P x P`` crops (margin 0; views, no copy); ``self`` when the margin is 0."""
+        if self.margin == 0:
+            return self
+        m, p = self.margin, self.patch_size
+        return AlignedPatches(self.sar[:, m : m + p, m : m + p], self.opt[:, m : m + p, m : m + p], self.groups,
+                              self.names)
+
+    def crops(self, index: np.ndarray, shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """SAR centre crops and optical crops moved by ``shift``.
+
+        Args:
+            index: ``(K,)`` pairs.
+            shift: ``(K, 2)`` integer ``(dx, dy)`` of the optical crop (the optical window's corner
+                moves by ``(dx, dy)``), ``|dx|, |dy| <= margin``; None: all zero (positives).
+
+        Returns:
+            ``(sar, opt)``, each ``(K, P, P)`` uint8: ``opt[k]`` shows the place of ``sar[k]``
+            moved by ``-shift[k]`` in its window.
+
+        Raises:
+            ValueError: A shift exceeds the margin.
+        """
+        idx = np.asarray(index, np.int64).reshape(-1)
+        m, p = self.margin, self.patch_size
+        sar = self.sar[idx, m : m + p, m : m + p]
+        if shift is None:
+            return sar, self.opt[idx, m : m + p, m : m + p]
+        d = np.asarray(shift, np.int64).reshape(len(idx), 2)
+        if len(d) and int(np.abs(d).max()) > m:
+            raise ValueError(f"shift up to {int(np.abs(d).max())} px needs a margin that large, pool has {m}")
+        opt = np.empty((len(idx), p, p), np.uint8)
+        for k, (i, (dx, dy)) in enumerate(zip(idx, d, strict=True)):
+            opt[k] = self.opt[i, m + dy : m + dy + p, m + dx : m + dx + p]
+        return sar, opt
+
+
+def with_margin(pool: AlignedPatches, margin: int) -> AlignedPatches:
+    """The same stored patches read as ``P + 2 margin`` context around a ``P x P`` patch."""
+    return AlignedPatches(pool.sar, pool.opt, pool.groups, pool.names, int(margin))
+
+
+def shift_offsets(n: int, rng: np.random.Generator, min_shift: int = 2, max_shift: int = 8) -> np.ndarray:
+    """Random integer offsets whose larger axis lies in ``[min_shift, max_shift]`` (any direction).
+
+    The larger absolute component ``d`` is uniform in ``[min_shift, max_shift]``, the axis it lies
+    on and its sign are random, the other component is uniform in ``[-d, d]``.
+
+    Args:
+        n: Number of offsets.
+        rng: Random generator.
+        min_shift: Smallest Chebyshev length (>= 1).
+        max_shift: Largest Chebyshev length.
+
+    Returns:
+        ``(n, 2)`` int64 ``(dx, dy)``.
+
+    Raises:
+        ValueError: ``1 <= min_shift <= max_shift`` does not hold.
+    """
+    if not 1 <= min_shift <= max_shift:
+        raise ValueError(f"want 1 <= min_shift <= max_shift, got {min_shift}, {max_shift}")
+    d = rng.integers(min_shift, max_shift + 1, size=n)
+    other = np.floor(rng.random(n) * (2 * d + 1)).astype(np.int64) - d
+    sign = np.where(rng.random(n) < 0.5, -1, 1)
+    on_x = rng.random(n) < 0.5
+    dx = np.where(on_x, sign * d, other)
+    dy = np.where(on_x, other, sign * d)
+    return np.stack([dx, dy], axis=1).astype(np.int64)
 
 
 def concat_pools(pools: Sequence[AlignedPatches]) -> AlignedPatches:
     """Join pools of one patch size; group ids are renumbered so sources never collide."""
     if not pools:
         raise ValueError("concat_pools needs at least one pool")
-    sizes = {p.patch_size for p in pools}
+    sizes = {(p.patch_size, p.margin) for p in pools}
     if len(sizes) != 1:
-        raise ValueError(f"pools have different patch sizes {sorted(sizes)}; load them with one patch_size")
+        raise ValueError(f"pools have different patch sizes / margins {sorted(sizes)}; load them with one "
+                         "patch_size and margin")
     groups, offset = [], 0
     for p in pools:
         _, inv = np.unique(p.groups, return_inverse=True)
@@ -104,6 +188,7 @@ def concat_pools(pools: Sequence[AlignedPatches]) -> AlignedPatches:
         np.concatenate([p.opt for p in pools]),
         np.concatenate(groups),
         [n for p in pools for n in p.names],
+        pools[0].margin,
     )
 
 
@@ -145,6 +230,25 @@ def eval_pairs(pool: AlignedPatches, seed: int = 0) -> tuple[np.ndarray, np.ndar
     opt = np.r_[np.arange(n), o_neg].astype(np.int64)
     labels = np.r_[np.ones(n), np.zeros(n)].astype(np.float32)
     return sar, opt, labels
+
+
+def eval_pairs_near(pool: AlignedPatches, seed: int = 0, min_shift: int = 2,
+                    max_shift: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed near-shifted negatives: each pair once with its optical crop moved (:func:`shift_offsets`).
+
+    Args:
+        pool: A pool with ``margin >= max_shift``.
+        seed: Offsets.
+        min_shift: Smallest larger-axis offset.
+        max_shift: Largest larger-axis offset.
+
+    Returns:
+        ``(sar, opt, shift)``: ``(M, P, P)`` uint8 SAR centre crops, the moved optical crops and
+        the ``(M, 2)`` offsets.
+    """
+    shift = shift_offsets(len(pool), np.random.default_rng(seed + 17), min_shift, max_shift)
+    sar, opt = pool.crops(np.arange(len(pool)), shift)
+    return sar, opt, shift
 
 
 def _read_gray(path: Path, patch_size: int) -> np.ndarray:
@@ -303,9 +407,23 @@ def bigearthnet_npz(
 
 def load_source(
     spec: str, patch_size: int = 64, limit: int | None = None, seed: int = 0, crops_per_scene: int = 8,
+    mosaics: bool = False, margin: int = 0,
+) -> AlignedPatches:
+    """One ``--data`` source of ``sarcoreg-train bnn`` / ``bnn-moco``, optionally with context.
+
+    With ``margin > 0`` the source is cut (or, for whole-image layouts, resized) at
+    ``patch_size + 2 margin`` and read as a pool with that margin; ``margin = 0`` gives exactly
+    the pools of earlier versions. The other arguments are those of :func:`_load_plain`.
+    """
+    pool = _load_plain(spec, patch_size + 2 * int(margin), limit, seed, crops_per_scene, mosaics)
+    return with_margin(pool, margin) if margin else pool
+
+
+def _load_plain(
+    spec: str, patch_size: int = 64, limit: int | None = None, seed: int = 0, crops_per_scene: int = 8,
     mosaics: bool = False,
 ) -> AlignedPatches:
-    """One ``--data`` source of ``sarcoreg-train bnn`` / ``bnn-moco``.
+    """One ``--data`` source without context.
 
     Args:
         spec: ``qxs:ROOT``, ``sen12:ROOT`` (``sen12-spring:ROOT`` for the paper's subset),
