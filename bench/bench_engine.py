@@ -3,7 +3,7 @@
 Usage::
 
     python bench/bench_engine.py [--quick] [--groups sar_like,srif] [--methods structural,ncc]
-                                 [--seed 0] [--cases]
+                                 [--seed 0] [--cases] [--model aae=runs/x/best.onnx]
 
 Prints one summary table (success rate, average corner error, RMSE, time, peak memory per
 group and matcher) and, with ``--cases``, one row per case and matcher. Writes
@@ -55,8 +55,18 @@ def machine() -> str:
 
 
 def run(groups: list[str], methods: list[str], quick: bool, seed: int,
-        progress: bool = True) -> list[dict[str, Any]]:
-    """Build and run the cases; returns one row per case and matcher."""
+        progress: bool = True, models: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Build and run the cases; returns one row per case and matcher.
+
+    Args:
+        groups: Case groups.
+        methods: Matchers.
+        quick: A few cases per group.
+        seed: Case seed.
+        progress: Print a line per run.
+        models: ``method -> model`` (card name or file) for learned matchers; default their shipped model.
+    """
+    models = models or {}
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="sarcoreg-bench-") as tmp:
         for group in groups:
@@ -66,7 +76,8 @@ def run(groups: list[str], methods: list[str], quick: bool, seed: int,
                 print(f"[{group}] {len(cases)} cases written in {time.perf_counter() - t0:.1f} s", flush=True)
             for case in cases:
                 for method in methods:
-                    row = run_case(case, method)
+                    extra = {"matcher_options": {"model": models[method]}} if method in models else {}
+                    row = run_case(case, method, **extra)
                     rows.append(row)
                     if progress:
                         err = f"  ({row['error'][:90]})" if row["error"] else ""
@@ -85,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(m for m in available_matchers() if m not in LEARNED),
         help="comma list of matchers (default: the classical ones; a learned one needs a trained model)",
     )
+    parser.add_argument("--model", action="append", default=[], metavar="METHOD=MODEL",
+                        help="model of a learned matcher (card name or .onnx / .pt file); repeatable")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cases", action="store_true", help="also print one row per case")
     parser.add_argument("--out", type=Path, default=BENCH_ROOT / "results", help="results folder")
@@ -93,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     groups = [g for g in args.groups.split(",") if g]
     methods = [m for m in args.methods.split(",") if m]
     t0 = time.perf_counter()
-    rows = run(groups, methods, args.quick, args.seed)
+    models = dict(m.split("=", 1) for m in args.model)
+    unknown = sorted(set(models) - set(methods))
+    if unknown:
+        parser.error(f"--model for {', '.join(unknown)}: not among --methods {','.join(methods)}")
+    rows = run(groups, methods, args.quick, args.seed, models=models)
     total = time.perf_counter() - t0
     summary = summarise(rows)
     head = (f"sarcoreg engine benchmark ({'quick' if args.quick else 'full'}, seed {args.seed}) - "
@@ -109,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     stem = "engine-quick" if args.quick else "engine"
     if set(groups) != set(GROUPS):
         stem += "-" + "-".join(groups)
+    if models:
+        stem += "-" + "-".join(f"{k}-{Path(v).stem}" for k, v in sorted(models.items()))
     (args.out / f"{stem}.json").write_text(to_json(rows))
     md = [f"# {head}", "", format_table(summary, SUMMARY_COLUMNS, markdown=True), "",
           "## Cases", "", format_table(short, CASE_COLUMNS, markdown=True), ""]

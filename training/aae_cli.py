@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from sarcoreg.training.patches import AlignedPair, s1s2_pairs, synthetic_sar_pairs
 
-__all__ = ["aae_eval_main", "aae_main", "load_image_pairs", "split_image_pairs"]
+__all__ = ["aae_eval_main", "aae_main", "load_image_pairs", "split_image_pairs", "verification_pairs"]
 
 
 def load_image_pairs(spec: str, mosaics: bool = False) -> list[AlignedPair]:
@@ -85,6 +85,43 @@ def _error_stats(err: np.ndarray) -> dict[str, float]:
             **{f"share_below_{k}px": float((err < k).mean()) for k in (1, 2, 3, 5)}}
 
 
+def verification_pairs(patches: np.ndarray, template: int, offsets: tuple[int, int],
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positive and shifted negative patch pairs of co-registered search patches.
+
+    Each search patch gives one positive (optical and SAR centre crops) and one negative (the
+    optical centre crop against a SAR crop moved by an offset whose larger axis is drawn from
+    ``offsets``, the other axis at most as large, random signs).
+
+    Args:
+        patches: ``(N, 2, S, S)`` uint8, ``[:, 0]`` optical, ``[:, 1]`` SAR.
+        template: Crop side ``P`` (``S - P >= 2 * offsets[1]``).
+        offsets: ``(low, high)`` px of the negatives' larger axis.
+        seed: Random seed.
+
+    Returns:
+        ``(optical (2N, P, P), sar (2N, P, P), labels (2N,))``, float32 in [0, 1] and 0/1.
+    """
+    n, _, s, _ = patches.shape
+    r = (s - template) // 2
+    lo, hi = offsets
+    if r < hi:
+        raise ValueError(f"search patches of {s} px leave {r} px around a {template} px crop; need {hi}")
+    rng = np.random.default_rng(seed)
+    big = rng.integers(lo, hi + 1, size=n)
+    small = np.array([rng.integers(0, b + 1) for b in big])
+    swap = rng.random(n) < 0.5
+    dy, dx = np.where(swap, big, small), np.where(swap, small, big)
+    dy, dx = dy * rng.choice([-1, 1], size=n), dx * rng.choice([-1, 1], size=n)
+    opt = patches[:, 0, r : r + template, r : r + template]
+    pos = patches[:, 1, r : r + template, r : r + template]
+    neg = np.stack([patches[k, 1, r + dy[k] : r + dy[k] + template, r + dx[k] : r + dx[k] + template]
+                    for k in range(n)])
+    labels = np.concatenate([np.ones(n, np.float32), np.zeros(n, np.float32)])
+    return (np.concatenate([opt, opt]).astype(np.float32) / 255.0,
+            np.concatenate([pos, neg]).astype(np.float32) / 255.0, labels)
+
+
 def aae_eval_main(argv: list[str]) -> int:
     """``sarcoreg-train aae-eval``: correspondence maps on held-out pairs, Figure 4 histograms, a map PNG."""
     from sarcoreg.core.correspondence import (
@@ -96,6 +133,8 @@ def aae_eval_main(argv: list[str]) -> int:
         plot_error_histograms,
     )
     from sarcoreg.models.descriptor_model import load_descriptor_model
+    from sarcoreg.training.aae_train import cut_search_patches
+    from sarcoreg.training.metrics import auc, fpr95
 
     p = argparse.ArgumentParser(prog="sarcoreg-train aae-eval",
                                 description="Matching errors of AAE models on the held-out image pairs.")
@@ -109,6 +148,8 @@ def aae_eval_main(argv: list[str]) -> int:
     p.add_argument("--search-size", type=int, default=96)
     p.add_argument("--cases-per-pair", type=int, default=8)
     p.add_argument("--stride", type=int, default=1, help="window grid step of the maps (1 = dense)")
+    p.add_argument("--verification-per-pair", type=int, default=64,
+                   help="search patches per held-out pair for FPR95 / AUC (near: 2-8 px, far: >= 16 px negatives)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
@@ -117,6 +158,7 @@ def aae_eval_main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     errors: dict[str, np.ndarray] = {}
     report: dict[str, object] = {"val_image_pairs": [q.name for q in val_pairs]}
+    patches, _ = cut_search_patches(val_pairs, a.search_size, a.verification_per_pair, seed=a.seed + 7)
     for spec in a.model:
         label, _, path = spec.rpartition("=")
         model = load_descriptor_model(path, device=a.device)
@@ -135,6 +177,13 @@ def aae_eval_main(argv: list[str]) -> int:
             "mean_reliability": float(pk.reliability.mean()),
         }
         report[name] = entry
+        for label_neg, rng_neg in (("near", (2, 8)), ("far", (16, min(32, (a.search_size - t) // 2)))):
+            if (a.search_size - t) // 2 < rng_neg[1] or rng_neg[0] > rng_neg[1]:
+                continue
+            vo, vs, vy = verification_pairs(patches.images, t, rng_neg, seed=a.seed)
+            sc = model.score(vo, vs)
+            entry[f"verification_{label_neg}"] = {"negative_offset_px": list(rng_neg), "pairs": int(len(vy)),
+                                                  "fpr95": fpr95(vy, sc), "auc": auc(vy, sc)}
         source = np.array([_source_of(val_pairs[k // a.cases_per_pair].name) for k in range(len(err))])
         entry["per_source"] = {src: {"cases": int((source == src).sum()), **_error_stats(err[source == src])}
                                       for src in sorted(set(source.tolist()))}
@@ -177,7 +226,10 @@ def aae_main(argv: list[str]) -> int:
     p.add_argument("--lr-test-steps", type=int, default=100)
     p.add_argument("--margin", type=float, default=1.0, help="contrastive margin on the squared distance")
     p.add_argument("--adversarial-weight", type=float, default=1.0,
-                   help="weight of the encoders' adversarial term (1 in the paper)")
+                   help="weight of the encoders' adversarial term (1 in the paper; 0 = no critic)")
+    p.add_argument("--critic-on-sphere", action="store_true",
+                   help="critic on the L2-normalised codes against a uniform prior on the sphere (issue 17: "
+                        "on the raw codes any weight >= 0.01 collapses the descriptors)")
     p.add_argument("--min-negative-offset", type=int, default=16, help="px, off-centre negatives")
     p.add_argument("--easy-negatives", type=float, default=0.0,
                    help="share of training negatives taken from another search patch (0: only off-centre ones)")
@@ -205,6 +257,7 @@ def aae_main(argv: list[str]) -> int:
         steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr_low=a.lr_low, lr_high=a.lr_high,
         find_lr=a.find_lr, lr_test_steps=a.lr_test_steps, margin=a.margin, min_negative_offset=a.min_negative_offset,
         easy_negatives=a.easy_negatives, adversarial_weight=a.adversarial_weight,
+        critic_on_sphere=a.critic_on_sphere,
         augment=not a.no_augment, device=a.device, threads=a.threads, max_minutes=a.max_minutes, seed=a.seed,
         val_maps=a.val_maps,
     )

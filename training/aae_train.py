@@ -44,6 +44,7 @@ from sarcoreg.models.aae import AAEConfig, AAEInference, DualAAE, export_encoder
 from sarcoreg.training.aae_losses import (
     Critic,
     contrastive_loss,
+    critic_input,
     encoder_adversarial_loss,
     reconstruction_loss,
     update_critic,
@@ -157,6 +158,7 @@ class AAETrainConfig(RunOptions):
     prior_std: float = 5.0
     margin: float = 1.0
     adversarial_weight: float = 1.0
+    critic_on_sphere: bool = False
     min_negative_offset: int = 16
     easy_negatives: float = 0.0
     augment: bool = True
@@ -278,6 +280,13 @@ def _t(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=torch.float32).unsqueeze(1)
 
 
+def _finite_mean(values: list[float]) -> float:
+    """Mean of the finite values (NaN when there are none, e.g. critic losses of a run without a critic)."""
+    a = np.asarray(values, np.float64)
+    a = a[np.isfinite(a)]
+    return float(a.mean()) if a.size else math.nan
+
+
 class _Stepper:
     """One training step (critic steps, then the autoencoder step) on alternating batches."""
 
@@ -310,14 +319,21 @@ class _Stepper:
             y = np.zeros(len(opt), np.float32)
         opt, sar, y = self.shard(opt), self.shard(sar), self.shard(y)
         out = self.trained_net(_t(opt, self.device), _t(sar, self.device))
-        critic = cast(Critic, self.trained_critic)
-        critic_losses = update_critic(critic, self.opt_critic, out["z_sar"], out["z_opt"], steps=cfg.critic_steps,
-                                      prior_std=cfg.prior_std, clip=cfg.clip)
-        self.critic_steps_taken += len(critic_losses)
         rec = reconstruction_loss(out["target_opt"], out["rec_opt"]) + reconstruction_loss(out["target_sar"],
                                                                                           out["rec_sar"])
-        adv = encoder_adversarial_loss(critic, out["z_sar"], out["z_opt"])
-        loss = rec + cfg.adversarial_weight * adv
+        loss = rec
+        critic_losses: list[float] = []
+        adv = torch.zeros((), device=self.device)
+        if cfg.adversarial_weight > 0:  # weight 0: no critic at all (and none of its cost)
+            critic = cast(Critic, self.trained_critic)
+            sphere = cfg.critic_on_sphere
+            critic_losses = update_critic(critic, self.opt_critic, out["z_sar"], out["z_opt"],
+                                          steps=cfg.critic_steps, prior_std=cfg.prior_std, clip=cfg.clip,
+                                          on_sphere=sphere)
+            self.critic_steps_taken += len(critic_losses)
+            adv = encoder_adversarial_loss(critic, critic_input(out["z_sar"], sphere),
+                                           critic_input(out["z_opt"], sphere))
+            loss = loss + cfg.adversarial_weight * adv
         match = torch.zeros((), device=self.device)
         if supervised:
             match = contrastive_loss(out["z_opt"], out["z_sar"], torch.from_numpy(y).to(self.device), cfg.margin)
@@ -485,8 +501,7 @@ class AAEMethod(TrainMethod):
         labels, scores = validation_scores(self.net, self.val, cfg.patch_size, cfg.min_negative_offset, dev,
                                            cfg.val_batch)
         row: dict[str, Any] = {
-            **{k: float(np.nanmean([p[k] for p in steps])) if steps else math.nan
-               for k in ("loss", "rec", "match", "adv", "critic")},
+            **{k: _finite_mean([p[k] for p in steps]) for k in ("loss", "rec", "match", "adv", "critic")},
             "lr": float(self.opt_ae.param_groups[0]["lr"]),
             "val_fpr95": fpr95(labels, scores),
             "val_auc": auc(labels, scores),

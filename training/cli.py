@@ -8,7 +8,9 @@ Example (the shipped VIS-NIR model, reduced CPU run)::
 ``--data`` takes, repeatedly: a published patch file (``country.npy``, ``os_train_image.npy``
 ... with its ``*_label.npy``), a folder of aligned VIS-NIR pairs (``NNNN_rgb.jpg`` /
 ``NNNN_nir.jpg``), the ``s1s2/bigearthnet-configilm`` folder of real S1/S2 ``.npz`` pairs, or the
-word ``bigearthnet-examples`` (the six S1/S2 pairs of the ``bigearthnet-common`` package).
+word ``bigearthnet-examples`` (the six S1/S2 pairs of the ``bigearthnet-common`` package), or a
+real SAR / optical source of :func:`sarcoreg.training.real_pairs.pairs_from_spec` (``volkov``: the
+refined Sentinel-1/2 training scenes; ``srif:ROOT``, ``osmnet:ROOT``, ``whu:ROOT``).
 Image-pair sources are split *by image pair* into training and validation (``--val-fraction``);
 ``--synthetic K`` adds K SAR-like partners (:func:`sarcoreg.core.synthetic.sar_like_db`) per
 training optical image.
@@ -69,6 +71,11 @@ def _image_pairs(spec: str) -> list[AlignedPair] | None:
         return s1s2_pairs(p)
     if p.is_file() and p.suffix == ".npy":
         return None
+    from sarcoreg.training.real_pairs import pairs_from_spec
+
+    real = pairs_from_spec(spec)
+    if real is not None:
+        return real
     raise ValueError(
         f"--data {spec!r}: not a patch .npy file, a VIS-NIR pair folder, the S1/S2 npz folder or "
         "'bigearthnet-examples'"

@@ -15,6 +15,10 @@ digital numbers: log scale, then the stretch; exact zeros are nodata).
   256 x 256, visually aligned.
 * WHU-OPT-SAR (``whu:ROOT``, ROOT = the ``whu-opt-sar`` folder): the 1000 x 1000 sample pair cut into
   ``tile`` x ``tile`` tiles (default 250: 16 pairs), so that tiles can be held out.
+* Sentinel-1/2 ``s1s2/volkov-1024`` (``volkov`` or ``volkov:ROOT``): the 1024 x 1024 training scenes
+  with the refined alignment of :mod:`sarcoreg.training.refine_alignment` (SAR resampled onto the
+  optical grid; held-out and unrefined scenes never included). ``volkov-heldout[:ROOT]`` gives the
+  refined held-out scenes instead, for evaluation only.
 
 :func:`pairs_from_spec` resolves these ``--data`` forms (and the three folders given plainly,
 recognised by their layout); :func:`crop_pool` turns image pairs into a
@@ -33,10 +37,10 @@ import numpy as np
 from .pair_datasets import AlignedPatches
 from .patches import AlignedPair
 
-__all__ = ["REAL_PAIR_KINDS", "crop_pool", "osmnet_pairs", "pairs_from_spec", "srif_pairs", "whu_pairs"]
+__all__ = ["REAL_PAIR_KINDS", "crop_pool", "osmnet_pairs", "pairs_from_spec", "srif_pairs", "volkov_pairs", "whu_pairs"]
 
 #: The ``KIND:ROOT`` prefixes :func:`pairs_from_spec` knows.
-REAL_PAIR_KINDS = ("srif", "osmnet", "whu")
+REAL_PAIR_KINDS = ("srif", "osmnet", "whu", "volkov", "volkov-heldout")
 
 
 def _read(path: Path) -> np.ndarray:
@@ -124,6 +128,49 @@ def whu_pairs(root: str | Path, tile: int = 250) -> list[AlignedPair]:
             for r in range(0, h - tile + 1, tile) for c in range(0, w - tile + 1, tile)]
 
 
+def volkov_pairs(root: str | Path | None = None, held_out: bool = False) -> list[AlignedPair]:
+    """Refined ``s1s2/volkov-1024`` scenes as image pairs on the optical grid.
+
+    The optical RGB goes through :func:`~sarcoreg.core.prepare.prepare_optical`, the SAR (VH linear
+    intensity, 8 bit, resampled through the stored correction) through
+    :func:`~sarcoreg.core.prepare.prepare_sar` like any SAR raster the engine reads; SAR pixels that
+    the correction brings in from outside the image are 0 (nodata), as are exact zeros of the source.
+
+    Args:
+        root: The ``volkov-1024`` folder (default: the shared data folder).
+        held_out: False: the training scenes (:func:`~sarcoreg.training.refine_alignment.volkov_training_pairs`);
+            True: the refined held-out scenes, for evaluation only.
+
+    Returns:
+        One pair per scene, named ``volkov/<id>``, ``(1024, 1024)`` each.
+
+    Raises:
+        FileNotFoundError: The folder has no ``index.json``.
+    """
+    from sarcoreg.training.refine_alignment import (
+        DEFAULT_VOLKOV_ROOT,
+        aligned_pair,
+        load_alignment,
+        volkov_training_pairs,
+    )
+    from sarcoreg.training.splits import VOLKOV_HELD_OUT
+
+    folder = Path(root) if root else DEFAULT_VOLKOV_ROOT
+    if not (folder / "index.json").is_file():
+        raise FileNotFoundError(f"{folder} is not the s1s2/volkov-1024 folder (no index.json)")
+    if held_out:
+        doc = load_alignment()
+        scenes = [aligned_pair(sid, folder, doc) for sid in sorted(VOLKOV_HELD_OUT)
+                  if sid in doc["scenes"] and doc["scenes"][sid]["refined"]]
+    else:
+        scenes = list(volkov_training_pairs(folder))
+    out = []
+    for sc in scenes:
+        sar = np.where(sc.valid & (sc.sar > 0), sc.sar.astype(np.float32), np.nan)
+        out.append(_prepare(sc.optical.transpose(2, 0, 1).astype(np.float32), sar, f"volkov/{sc.scene_id}"))
+    return out
+
+
 def _kind_of_folder(folder: Path) -> str | None:
     """The layout of a plain folder: ``srif``, ``osmnet``, ``whu`` or None."""
     if (folder / "dataset" / "Optical-SAR").is_dir() and (folder / "gt_corrected").is_dir():
@@ -136,10 +183,13 @@ def _kind_of_folder(folder: Path) -> str | None:
 
 
 def pairs_from_spec(spec: str) -> list[AlignedPair] | None:
-    """Image pairs of ``srif:ROOT``, ``osmnet:ROOT``, ``whu:ROOT`` or of a folder with one of those layouts.
+    """Image pairs of a real SAR / optical ``--data`` source, or None for any other spec.
 
-    Returns None for any other spec.
+    Forms: ``srif:ROOT``, ``osmnet:ROOT``, ``whu:ROOT``, ``volkov[:ROOT]``, ``volkov-heldout[:ROOT]``,
+    or a folder with one of the first three layouts.
     """
+    if spec in ("volkov", "volkov-heldout"):
+        spec += ":"
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in REAL_PAIR_KINDS:
         folder = Path(spec)
@@ -151,6 +201,8 @@ def pairs_from_spec(spec: str) -> list[AlignedPair] | None:
         return srif_pairs(rest)
     if kind == "osmnet":
         return osmnet_pairs(rest)
+    if kind in ("volkov", "volkov-heldout"):
+        return volkov_pairs(rest or None, held_out=kind == "volkov-heldout")
     return whu_pairs(rest)
 
 
