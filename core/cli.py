@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "demo_main"]
+__all__ = ["main", "demo_main", "format_methods"]
 
 
 def _tqdm_progress() -> Any:
@@ -46,12 +46,14 @@ def _tqdm_progress() -> Any:
 
 def _add_coregister_args(p: argparse.ArgumentParser) -> None:
     from .engine import CoregOptions
+    from .methods import method_names
 
     d = CoregOptions()
     p.add_argument("reference", help="reference raster (usually optical); its grid and CRS are kept")
     p.add_argument("target", help="raster to co-register (usually SAR)")
     p.add_argument("--out", required=True, help="output folder (created)")
-    p.add_argument("--method", default=d.method, help=f"matcher (default {d.method}; see `sarcoreg matchers`)")
+    p.add_argument("--method", default=d.method, choices=method_names(),
+                   help=f"matching method (default {d.method}; see `sarcoreg matchers`)")
     p.add_argument(
         "--transform",
         default=d.transform,
@@ -98,6 +100,19 @@ def _add_coregister_args(p: argparse.ArgumentParser) -> None:
         "sift, aliked-lightglue, xfeat ...)",
     )
     p.add_argument("--json", action="store_true", help="print report.json to stdout at the end")
+
+
+def format_methods() -> str:
+    """``sarcoreg matchers``: one line per method of the catalog, in catalog order."""
+    from .methods import methods
+
+    lines = []
+    for spec in methods():
+        extra = [f"default model {spec.default_model}"] if spec.default_model else []
+        if spec.trainable:
+            extra.append(f"sarcoreg-train {spec.training_command}")
+        lines.append(f"{spec.name:12s} {spec.description}" + (f" [{'; '.join(extra)}]" if extra else ""))
+    return "\n".join(lines)
 
 
 def _options_from_args(a: argparse.Namespace) -> Any:
@@ -212,6 +227,8 @@ def demo_main(a: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sarcoreg`` command."""
+    from .methods import default_model
+
     parser = argparse.ArgumentParser(prog="sarcoreg", description="Co-register SAR rasters to optical rasters.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -224,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     shared.add_argument("raster", help="input raster (never modified)")
     shared.add_argument("output", help="output GeoTIFF (3 bands, the input's grid)")
     shared.add_argument("--modality", required=True, choices=["sar", "optical"], help="which network to run")
-    shared.add_argument("--model", default="shared-v2", help="card name or weight file (default shared-v2)")
+    shared_model = default_model("shared")
+    shared.add_argument("--model", default=shared_model, help=f"card name or weight file (default {shared_model})")
     shared.add_argument("--bands", type=int, nargs="+", help="1-based input bands in the model's order")
     shared.add_argument("--device", default="auto", help="auto | cpu | cuda")
     shared.add_argument("--tile", type=int, default=512, help="tile side, multiple of 32 (default 512)")
@@ -232,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     shared.add_argument("--batch-size", type=int, default=4, help="tiles per model call (default 4)")
     shared.add_argument("--sar-scale", default="auto", choices=["auto", "db", "intensity", "amplitude"])
     shared.add_argument("--dtype", default="uint8", choices=["uint8", "float32"], help="output type (default uint8)")
-    sub.add_parser("matchers", help="list the available matchers")
+    sub.add_parser("matchers", help="list the matching methods (the method catalog)")
     models = sub.add_parser("models", help="the shipped patch models (RRL-Net ...)")
     models.add_argument(
         "action", nargs="?", choices=["list"], default="list", help="list: one model per line, name first"
@@ -276,11 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{facts['device']} ({facts['backend']}), {facts['seconds']:.1f} s")
             return 0
         if a.command == "matchers":
-            from .matchers.base import available_matchers, get_matcher
-
-            for name in available_matchers():
-                print(f"{name:12s} {getattr(get_matcher(name), 'description', '')}")
-            print(f"{'shared':12s} shared-modality U-Nets + keypoint matcher (Borisov et al. 2026; --keypoints)")
+            print(format_methods())
             return 0
         if a.command == "models":
             from sarcoreg.models.registry import check_card, list_cards

@@ -27,6 +27,7 @@ from osgeo import gdal
 from .chips import cut_chips
 from .engine import CoregOptions, _modality, _preparation, resolve_matching_options
 from .matchers.base import get_matcher
+from .methods import method_names
 from .progress import Progress
 from .raster_io import common_grid, open_raster
 
@@ -130,7 +131,7 @@ def correspondence_maps_at(
         if res.maps is None:
             raise ValueError(
                 f"method '{opts.method}' gives no correspondence maps; use one of the dense matchers "
-                "(structural, ncc, mi, rrlnet, bnn, aae)"
+                f"({', '.join(method_names(kind='window', maps=True))})"
             )
         stop = start + len(chips)
         maps[start:stop] = res.maps

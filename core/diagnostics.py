@@ -1,4 +1,4 @@
-"""What this interpreter can do: versions, compute devices and the state of the shipped models.
+"""What this interpreter can do: versions, compute devices, the methods and the state of the shipped models.
 
 Runs in the worker (so it describes the environment that really does the work) and from
 ``sarcoreg diagnostics``. Every probe is guarded: a broken library is reported, not raised.
@@ -77,6 +77,28 @@ def _models() -> list[dict[str, Any]]:
     ]
 
 
+def _methods(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every method of the catalog, and for a learned one whether its default model is there and loads."""
+    from .methods import methods
+
+    state = {str(m.get("name")): m for m in models}
+    rows = []
+    for spec in methods():
+        row: dict[str, Any] = {"name": spec.name, "kind": spec.kind, "learned": spec.learned,
+                               "trainable": spec.trainable, "default_model": spec.default_model}
+        if spec.default_model:
+            found = state.get(spec.default_model)
+            row["ok"] = bool(found and found.get("ok"))
+            if found is None:
+                row["model_state"] = "not installed"
+            else:
+                row["model_state"] = "loads" if row["ok"] else f"FAILS: {found.get('error')}"
+        else:
+            row["ok"] = True
+        rows.append(row)
+    return rows
+
+
 def collect(progress: Progress | None = None) -> dict[str, Any]:
     """Everything the diagnostics report shows, as a JSON-able dict."""
     progress = progress or Progress()
@@ -101,6 +123,10 @@ def collect(progress: Progress | None = None) -> dict[str, Any]:
             report[name] = probe()
         except Exception as exc:
             report[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    try:
+        report["methods"] = _methods(report["models"] if isinstance(report["models"], list) else [])
+    except Exception as exc:
+        report["methods"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     progress.report(1.0, "done")
     return report
 
@@ -113,6 +139,11 @@ def format_text(report: dict[str, Any]) -> str:
             lines.append(f"models: {len(value)} shipped")
             for m in value:
                 lines.append(f"  {m.get('name')}: {'loads' if m.get('ok') else 'FAILS: ' + str(m.get('error'))}")
+        elif key == "methods" and isinstance(value, list):
+            lines.append(f"methods: {', '.join(str(m.get('name')) for m in value)}")
+            for m in value:
+                if m.get("default_model"):
+                    lines.append(f"  {m.get('name')}: default model {m.get('default_model')} ({m.get('model_state')})")
         elif isinstance(value, dict):
             if value.get("ok") is False:
                 lines.append(f"{key}: NOT AVAILABLE ({value.get('error')})")

@@ -27,7 +27,9 @@ from .candidates import (
 from .chips import Preparation, cut_chips
 from .coarse import COARSE_MODES, apply_matrix, search_similarity, similarity_overlap, warped_target
 from .estimation import TRANSFORM_KINDS, FitResult, fit_transform, min_points
-from .matchers.base import ChipBatch, MatchResult, available_matchers, get_matcher
+from .matchers.base import ChipBatch, MatchResult, get_matcher
+from .methods import DEFAULT_METHOD, get_method
+from .output_set import OUTPUT_NAMES
 from .prepare import detect_sar_scale, looks_like_sar
 from .progress import Progress
 from .raster_io import CommonGrid, RasterSource, common_grid, open_raster
@@ -41,29 +43,13 @@ __all__ = [
 
 log = logging.getLogger("sarcoreg.engine")
 
-#: Output files written into the output folder (key -> file name).
-OUTPUT_NAMES: dict[str, str] = {
-    "coregistered": "coregistered.tif",
-    "tiepoints": "tiepoints.gpkg",
-    "points": "gcps.points",
-    "gcp_vrt": "gcps.vrt",
-    "shifts": "shifts.tif",
-    "report_json": "report.json",
-    "report_html": "report.html",
-}
-
-
-#: The method that matches through the shared modality (:mod:`.shared_matching`) rather than
-#: template against search window.
-SHARED_METHOD = "shared"
-
 
 @dataclass
 class CoregOptions:
     """Everything that tunes a co-registration; the defaults suit 10-20 m Sentinel-1/2 pairs.
 
     Attributes:
-        method: Matcher name (see :func:`sarcoreg.core.matchers.base.available_matchers`).
+        method: Method name (see :mod:`sarcoreg.core.methods`).
         transform: One of :data:`~sarcoreg.core.estimation.TRANSFORM_KINDS`.
         spacing: Tie-point grid spacing in reference pixels (None: auto, see
             :func:`~sarcoreg.core.candidates.auto_matching_sizes`).
@@ -114,7 +100,7 @@ class CoregOptions:
             a partial dict such as JSON gives is accepted and completed with the defaults).
     """
 
-    method: str = "structural"
+    method: str = DEFAULT_METHOD
     transform: str = "affine"
     spacing: int | None = None
     window: int | None = None
@@ -155,9 +141,7 @@ class CoregOptions:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option and what is allowed."""
-        methods = [*available_matchers(), SHARED_METHOD]
-        if self.method not in methods:
-            raise ValueError(f"method '{self.method}' is unknown; choose one of: {', '.join(sorted(methods))}")
+        spec = get_method(self.method)  # an unknown method fails here, naming the known ones
         if self.transform not in TRANSFORM_KINDS:
             raise ValueError(f"transform '{self.transform}' is unknown; choose one of: {', '.join(TRANSFORM_KINDS)}")
         if self.window is not None and (self.window < 8 or self.window % 2):
@@ -183,7 +167,7 @@ class CoregOptions:
                 raise ValueError(f"{name} must be 'auto', 'optical' or 'sar', got '{getattr(self, name)}'")
         if self.sar_scale not in ("auto", "amplitude", "intensity", "db"):
             raise ValueError(f"sar_scale must be 'auto', 'amplitude', 'intensity' or 'db', got '{self.sar_scale}'")
-        if self.method == SHARED_METHOD:
+        if spec.kind == "keypoint":
             from .shared_matching import SharedMatchOptions
 
             SharedMatchOptions.from_matcher_options(self.matcher_options).check()
@@ -597,7 +581,7 @@ def _match_and_fit(
     so ``result.target_xy`` is always on the common grid of the original target.
     """
     extra: dict[str, Any] = {}
-    if opts.method == SHARED_METHOD:
+    if get_method(opts.method).kind == "keypoint":  # the whole-image search (the catalog's 'shared')
         from .shared_matching import SharedMatchOptions, shared_match
 
         result, extra = shared_match(

@@ -97,10 +97,16 @@ def shared_layers_job(params: dict[str, Any], progress: Progress) -> dict[str, A
 
 
 def train_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    """Run ``sarcoreg-train`` in-process and write the model card (see :mod:`.train_job`)."""
-    from .train_job import run_from_params
+    """Run ``sarcoreg-train`` in-process and write the model card (``sarcoreg.training.job``).
 
-    return run_from_params(params, progress)
+    The training side is started by name (:data:`.train_job.TRAIN_JOB`): the core imports no
+    training code.
+    """
+    from .methods import resolve
+    from .train_job import TRAIN_JOB
+
+    run: Job = resolve(TRAIN_JOB)
+    return run(params, progress)
 
 
 def batch_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:

@@ -48,9 +48,21 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+#: The files of one co-registration's output set (output key -> file name).
+OUTPUT_NAMES: dict[str, str] = {
+    "coregistered": "coregistered.tif",
+    "tiepoints": "tiepoints.gpkg",
+    "points": "gcps.points",
+    "gcp_vrt": "gcps.vrt",
+    "shifts": "shifts.tif",
+    "report_json": "report.json",
+    "report_html": "report.html",
+}
+
 __all__ = [
     "LOCK_NAME",
     "MANIFEST_NAME",
+    "OUTPUT_NAMES",
     "STAGING_PREFIX",
     "InputOverwriteError",
     "OutputFolderError",

@@ -7,7 +7,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from osgeo import gdal
@@ -24,14 +24,27 @@ from .exports import (
     write_shift_field,
     write_tiepoints_gpkg,
 )
-from .output_set import final_folder
+from .methods import methods
+from .output_set import OUTPUT_NAMES, final_folder
 from .progress import Progress
 from .raster_io import CommonGrid, RasterSource
 from .tiepoints import TiePoints
 from .worker_protocol import to_jsonable
 
-__all__ = ["COG_OPTIONS", "CoregisteredRecipe", "coregistered_recipe", "tiepoint_map_images", "write_coregistered",
-           "write_outputs", "write_report_json"]
+__all__ = ["COG_OPTIONS", "CoregisteredRecipe", "OutputSettings", "coregistered_recipe", "tiepoint_map_images",
+           "write_coregistered", "write_outputs", "write_report_json"]
+
+class OutputSettings(Protocol):
+    """The options :func:`write_outputs` needs (:class:`~sarcoreg.core.engine.CoregOptions` has them)."""
+
+    @property
+    def resampling(self) -> str:
+        """GDAL resampling of a warped ``coregistered.tif``."""
+
+    @property
+    def spacing(self) -> int | None:
+        """Tie-point spacing, reference pixels (resolved: not None); the shift field's step is a quarter."""
+
 
 #: Tie points whose correspondence map the HTML report shows.
 REPORT_MAPS = 4
@@ -205,14 +218,15 @@ def tiepoint_map_images(maps: np.ndarray | None, tiepoints: TiePoints, count: in
     images: dict[str, bytes] = {}
     shown: list[dict[str, Any]] = []
     matcher = str(tiepoints.matcher)
+    map_kind = next((m.map_kind for m in methods() if m.name == matcher), "similarity")
     for k in order:
         cmap = np.asarray(maps[k], np.float64)
         if not np.isfinite(cmap).any():
             continue
-        if matcher == "bnn":
+        if map_kind == "distance":  # the map holds 1 / (1 + h) of a distance h
             with np.errstate(divide="ignore", invalid="ignore"):
                 cmap = 1.0 / cmap - 1.0
-            label, lower, what = "BNN distance h (lower = more similar)", True, "distance"
+            label, lower, what = f"{matcher.upper()} distance h (lower = more similar)", True, "distance"
         else:
             label, lower, what = f"{matcher} similarity", False, "similarity"
         x, y = (float(v) for v in tiepoints.ref_xy[k])
@@ -226,10 +240,12 @@ def tiepoint_map_images(maps: np.ndarray | None, tiepoints: TiePoints, count: in
 
 
 def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: TiePoints, report: dict[str, Any],
-                  wanted: list[str], opts: Any, ref_prep: Preparation, tgt_prep: Preparation, progress: Progress,
-                  timings: dict[str, float], maps: np.ndarray | None = None,
+                  wanted: list[str], settings: OutputSettings, ref_prep: Preparation, tgt_prep: Preparation,
+                  progress: Progress, timings: dict[str, float], maps: np.ndarray | None = None,
                   extra_images: dict[str, bytes] | None = None) -> dict[str, Path]:
     """Write the ``wanted`` outputs into ``out_dir``; returns key -> path of what was written.
+
+    ``settings`` says how the co-registered raster is resampled and how dense the shift field is.
 
     :func:`sarcoreg.core.engine.coregister` passes the staging folder of its
     :class:`~sarcoreg.core.output_set.OutputSet`; ``report["outputs"]`` names the final paths.
@@ -238,8 +254,6 @@ def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: Ti
     shows them for a few tie points (:func:`tiepoint_map_images`); ``extra_images`` (caption ->
     PNG bytes, e.g. the shared-modality images) are embedded after them.
     """
-    from .engine import OUTPUT_NAMES
-
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: out_dir / OUTPUT_NAMES[k] for k in OUTPUT_NAMES}
     done: dict[str, Path] = {}
@@ -252,7 +266,7 @@ def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: Ti
     if "coregistered" in wanted:
         # The largest output, and GDAL's work alone: written by a thread of its own (GDAL runs without
         # the GIL, on a dataset handle of its own) while the other outputs are made here.
-        recipe = coregistered_recipe(grid, fit, opts.resampling)
+        recipe = coregistered_recipe(grid, fit, settings.resampling)
         report["coregistered_by"] = recipe.how
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sarcoreg-cog")
         cog = pool.submit(_write_cog, paths["coregistered"], grid.target.path, recipe)
@@ -267,7 +281,9 @@ def write_outputs(out_dir: Path, grid: CommonGrid, fit: FitResult, tiepoints: Ti
             elif key == "gcp_vrt":
                 write_gcp_vrt(p, grid.target.path, tiepoints, ref_crs)
             elif key == "shifts":
-                step = max(4, opts.spacing // 4)
+                if settings.spacing is None:
+                    raise ValueError("the shift field needs a resolved tie-point spacing")
+                step = max(4, settings.spacing // 4)
                 # The model is already in reference-grid pixels: its inverse gives the grid position.
                 write_shift_field(p, grid.reference_georef, fit.inverse.apply, step)
             elif key == "coregistered":

@@ -31,6 +31,7 @@ import numpy as np
 from osgeo import gdal
 
 from .exports.atomic import atomic_path
+from .methods import default_model
 from .prepare import PercentileStretch, detect_sar_scale, to_db
 from .progress import Progress
 from .raster_io import RasterInputError, RasterSource, open_raster
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 MODALITIES = ("sar", "optical")
+#: The shared-modality model used when none is named (the catalog's default for method ``shared``).
+SHARED_MODEL = default_model("shared")
 
 
 class SharedTransform(Protocol):
@@ -348,7 +351,7 @@ def write_shared_layer(
     raster: str | Path,
     out_path: str | Path,
     modality: str,
-    model: str | Path | SharedTransform = "shared-v2",
+    model: str | Path | SharedTransform = SHARED_MODEL,
     bands: Sequence[int] | None = None,
     sar_scale: str = "auto",
     tile: int = 512,
@@ -469,7 +472,7 @@ def shared_layers_job(params: dict[str, Any], progress: Progress) -> dict[str, A
     layers = list(params.get("layers") or [])
     if not layers:
         raise ValueError("no layer to transform: give a SAR raster, an optical raster or both")
-    model = _load_model(str(params.get("model") or "shared-v2"), str(params.get("device", "auto")))
+    model = _load_model(str(params.get("model") or SHARED_MODEL), str(params.get("device", "auto")))
     results = []
     for i, item in enumerate(layers):
         sub = progress.sub(i / len(layers), (i + 1) / len(layers))

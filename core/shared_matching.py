@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .matchers.base import MatchResult
+from .methods import default_model
 from .progress import Progress
 from .raster_io import CommonGrid
 
@@ -49,7 +50,7 @@ class SharedMatchOptions:
         weights: Weight file of the keypoint matcher (RoMa / DeDoDe only).
     """
 
-    model: str = "shared-v2"
+    model: str = default_model("shared")
     keypoints: str = "disk-lightglue"
     device: str = "auto"
     match_tile: int = 1024

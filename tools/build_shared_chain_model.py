@@ -35,7 +35,8 @@ def build(path: Path = MODEL_PATH) -> Path:
     from qgis.core import (
         QgsProcessingModelChildParameterSource as Source,
     )
-    from sarcoreg.plugin.algorithms.coregister import DEFAULTS, MATCHERS, MODALITIES, TRANSFORMS
+    from sarcoreg.core.methods import method_names
+    from sarcoreg.plugin.algorithms.coregister import DEFAULTS, MODALITIES, TRANSFORMS
 
     model = QgsProcessingModelAlgorithm(MODEL_NAME, "Models")
     model.setHelpContent({
@@ -77,7 +78,7 @@ def build(path: Path = MODEL_PATH) -> Path:
     for name in ("TRANSFORM", "SPACING", "WINDOW", "SEARCH_RADIUS"):
         extract.addParameterSources(name, [Source.fromModelParameter(name)])
     # The shared layers are one modality: gradient-structure matching of two optical-like images.
-    extract.addParameterSources("METHOD", [Source.fromStaticValue(MATCHERS.index("structural"))])
+    extract.addParameterSources("METHOD", [Source.fromStaticValue(method_names().index("structural"))])
     for name in ("REFERENCE_MODALITY", "TARGET_MODALITY"):
         extract.addParameterSources(name, [Source.fromStaticValue(MODALITIES.index("optical"))])
     extract.setModelOutputs({"OUTPUT": output("extract_tie_points", "OUTPUT", "Tie points", 680, 200)})

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..correspondence import correspondence_maps
+from ..methods import default_model, get_method
 from .base import ChipBatch, MatchResult
 from .learned import LearnedMatcher
 from .peaks import fill_invalid, result_from_maps, valid_fractions
@@ -27,7 +28,7 @@ from .peaks import fill_invalid, result_from_maps, valid_fractions
 __all__ = ["DEFAULT_MODEL", "AAEMatcher"]
 
 #: Card looked for when no model is named.
-DEFAULT_MODEL = "aae-sar-optical"
+DEFAULT_MODEL = default_model("aae")
 
 
 class AAEMatcher(LearnedMatcher):
@@ -46,7 +47,7 @@ class AAEMatcher(LearnedMatcher):
     """
 
     name: ClassVar[str] = "aae"
-    description: ClassVar[str] = "AAE learned descriptors, cosine correspondence map (Hughes & Schmitt 2019)"
+    description: ClassVar[str] = get_method("aae").description
     train_command: ClassVar[str] = "sarcoreg-train aae --data DATA --out RUN"
 
     def __init__(

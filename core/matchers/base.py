@@ -17,6 +17,7 @@ corner at ``(u, v)`` (sub-pixel allowed), the content is displaced by ``(u - R, 
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,13 +25,14 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..methods import get_method, method_names, resolve
+
 __all__ = [
     "ChipBatch",
     "MatchResult",
     "Matcher",
     "available_matchers",
     "get_matcher",
-    "register_matcher",
 ]
 
 
@@ -198,38 +200,26 @@ class Matcher(ABC):
         """
 
 
-_REGISTRY: dict[str, Callable[..., Matcher]] = {}
-
-
-def register_matcher(name: str, factory: Callable[..., Matcher]) -> None:
-    """Make ``factory`` available as ``get_matcher(name)`` (and ``--method name``)."""
-    _REGISTRY[name] = factory
-
-
 def available_matchers() -> list[str]:
-    """Names accepted by :func:`get_matcher`, sorted."""
-    from . import _builtin  # noqa: F401  (registers the built-in matchers)
-
-    return sorted(_REGISTRY)
+    """Names accepted by :func:`get_matcher` (the catalog's window methods), sorted."""
+    return sorted(method_names(kind="window"))
 
 
 def get_matcher(name: str, **options: object) -> Matcher:
-    """Build the matcher called ``name`` with its ``options``.
+    """Build the window matcher called ``name`` (see :mod:`sarcoreg.core.methods`) with its ``options``.
 
     Raises:
-        ValueError: ``name`` is unknown; the message lists the known ones.
+        ValueError: ``name`` is no window method of the catalog (the message lists them), or
+            ``options`` holds an option the matcher does not take.
     """
-    from . import _builtin  # noqa: F401
-
-    if name not in _REGISTRY:
+    if name not in method_names(kind="window"):
         raise ValueError(f"unknown matcher '{name}'; choose one of: {', '.join(available_matchers())}")
-    import inspect
-
-    accepted = inspect.signature(_REGISTRY[name]).parameters
+    factory: Callable[..., Matcher] = resolve(get_method(name).factory)
+    accepted = inspect.signature(factory).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
         unknown = sorted(set(options) - set(accepted))
         if unknown:
             raise ValueError(
                 f"matcher '{name}' does not take the option(s) {unknown}; it takes: {', '.join(accepted) or 'none'}"
             )
-    return _REGISTRY[name](**options)
+    return factory(**options)

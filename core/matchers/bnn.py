@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..methods import default_model, get_method
 from .base import ChipBatch, MatchResult
 from .learned import LearnedMatcher
 from .peaks import fill_invalid, result_from_maps, valid_fractions
@@ -34,7 +35,7 @@ from .peaks import fill_invalid, result_from_maps, valid_fractions
 __all__ = ["DEFAULT_MODEL", "BNNMatcher"]
 
 #: Card name looked for when no model is given (none is shipped until a GPU run trains one).
-DEFAULT_MODEL = "bnn-sar-optical"
+DEFAULT_MODEL = default_model("bnn")
 
 
 class BNNMatcher(LearnedMatcher):
@@ -51,7 +52,7 @@ class BNNMatcher(LearnedMatcher):
     """
 
     name: ClassVar[str] = "bnn"
-    description: ClassVar[str] = "BNN / MoCo-BNN learned common embedding (dense distance map)"
+    description: ClassVar[str] = get_method("bnn").description
     train_command: ClassVar[str] = (
         "sarcoreg-train bnn-moco --data DATA --out MOCO, then sarcoreg-train bnn --init moco --moco-dir MOCO "
         "--data DATA --out RUN"

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
+from ..methods import get_method
 from .base import ChipBatch, Matcher, MatchResult
 from .peaks import fill_invalid, nodata_errors, result_from_maps
 
@@ -104,7 +105,7 @@ class MutualInfoMatcher(Matcher):
     """
 
     name: ClassVar[str] = "mi"
-    description: ClassVar[str] = "mutual information of intensities, coarse-to-fine search"
+    description: ClassVar[str] = get_method("mi").description
 
     def __init__(self, bins: int = 32, step: int = 4, min_valid: float = 0.7) -> None:
         if bins < 2:

@@ -11,6 +11,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from ..methods import get_method
 from .base import ChipBatch, Matcher, MatchResult
 from .peaks import fill_invalid, nodata_errors, result_from_maps
 
@@ -27,7 +28,7 @@ class NCCMatcher(Matcher):
     """
 
     name: ClassVar[str] = "ncc"
-    description: ClassVar[str] = "normalised cross-correlation of intensities (same-modality baseline)"
+    description: ClassVar[str] = get_method("ncc").description
 
     def __init__(self, min_valid: float = 0.7) -> None:
         if not 0.0 <= min_valid <= 1.0:

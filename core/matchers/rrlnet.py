@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..methods import default_model, get_method
 from .base import ChipBatch, MatchResult
 from .learned import LearnedMatcher
 from .peaks import fill_invalid, result_from_maps, valid_fractions
@@ -27,7 +28,7 @@ from .peaks import fill_invalid, result_from_maps, valid_fractions
 __all__ = ["RRLNetMatcher"]
 
 #: Model used when none is named: the SAR-optical RRL-Net shipped in ``models/``.
-DEFAULT_MODEL = "rrlnet-sar-optical"
+DEFAULT_MODEL = default_model("rrlnet")
 
 
 class RRLNetMatcher(LearnedMatcher):
@@ -47,7 +48,7 @@ class RRLNetMatcher(LearnedMatcher):
     """
 
     name: ClassVar[str] = "rrlnet"
-    description: ClassVar[str] = "RRL-Net learned patch similarity (ONNX Runtime; coarse grid + refinement)"
+    description: ClassVar[str] = get_method("rrlnet").description
     train_command: ClassVar[str] = "sarcoreg-train rrlnet --data DATA --out RUN"
 
     def __init__(

@@ -14,6 +14,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from ..methods import get_method
 from .base import ChipBatch, Matcher, MatchResult
 from .peaks import fill_invalid, valid_fractions
 
@@ -43,7 +44,7 @@ class SiftMatcher(Matcher):
     """
 
     name: ClassVar[str] = "sift"
-    description: ClassVar[str] = "SIFT keypoints, ratio test and translation consensus"
+    description: ClassVar[str] = get_method("sift").description
 
     def __init__(
         self,

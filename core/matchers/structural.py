@@ -17,6 +17,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
+from ..methods import get_method
 from .base import ChipBatch, Matcher, MatchResult
 from .peaks import fill_invalid, nodata_errors, result_from_maps
 
@@ -117,9 +118,7 @@ class StructuralMatcher(Matcher):
     """
 
     name: ClassVar[str] = "structural"
-    description: ClassVar[str] = (
-        "CFOG oriented-gradient channel features + FFT correlation (classical SAR/optical)"
-    )
+    description: ClassVar[str] = get_method("structural").description
 
     def __init__(
         self,

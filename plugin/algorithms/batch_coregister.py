@@ -32,9 +32,16 @@ from qgis.core import (
 )
 
 from ...core.batch.folders import SUMMARY_FILES, remove_unfinished
+from ...core.methods import method_names
 from ..worker_bridge import run_worker_job
 from .base import SarcoregAlgorithm
-from .coregister import MATCHERS, TRANSFORMS
+from .coregister import TRANSFORMS
+
+
+def _batch_methods() -> list[str]:
+    """The METHOD enum: the catalog's classical methods (no model to ship to the Dask workers), in catalog order."""
+    return method_names(learned=False)
+
 
 _HELP = """
 <p>Co-registers many pairs at once with <i>sarcoreg batch</i>: each pair is one task on
@@ -123,7 +130,7 @@ class BatchCoregisterAlgorithm(SarcoregAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.TARGETS, self.tr("Folder of target rasters"), behavior=QgsProcessingParameterFile.Folder,
             optional=True))
-        self.addParameter(QgsProcessingParameterEnum(self.METHOD, self.tr("Method"), options=MATCHERS[:4],
+        self.addParameter(QgsProcessingParameterEnum(self.METHOD, self.tr("Method"), options=_batch_methods(),
                                                      defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(self.TRANSFORM, self.tr("Transform"), options=TRANSFORMS,
                                                      defaultValue=TRANSFORMS.index("affine")))
@@ -179,7 +186,7 @@ class BatchCoregisterAlgorithm(SarcoregAlgorithm):
                 f"Give a {self._label(self.PAIRS)} ({self.PAIRS}), or a {self._label(self.REFERENCE)} "
                 f"({self.REFERENCE}) and a {self._label(self.TARGETS)} ({self.TARGETS}).")
         job.update(
-            options={"method": MATCHERS[self.parameterAsEnum(parameters, self.METHOD, context)],
+            options={"method": _batch_methods()[self.parameterAsEnum(parameters, self.METHOD, context)],
                      "transform": TRANSFORMS[self.parameterAsEnum(parameters, self.TRANSFORM, context)]},
             workers=self.parameterAsInt(parameters, self.WORKERS, context) or None,
             threads_per_worker=self.parameterAsInt(parameters, self.THREADS, context) or 1,

@@ -44,14 +44,10 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from ...core.methods import DEFAULT_METHOD, get_method, method_names
 from ..worker_bridge import run_worker_job
 from .base import SarcoregAlgorithm
 
-#: Matcher names offered in the METHOD enum (``sarcoreg.core.matchers`` registers them; the
-#: provider must not import the core here, a test checks that the lists agree).
-MATCHERS: list[str] = ["structural", "ncc", "mi", "sift", "rrlnet", "bnn", "aae", "shared"]
-#: Matchers that run a network and take ``model`` and ``device`` matcher options.
-LEARNED_MATCHERS: frozenset[str] = frozenset({"rrlnet", "bnn", "aae", "shared"})
 #: Keypoint matchers of the ``shared`` method (``sarcoreg.core.keypoints``; a test checks them).
 KEYPOINT_MATCHERS: list[str] = ["disk-lightglue", "aliked-lightglue", "xfeat", "xfeat-lighterglue", "sift"]
 #: Transform kinds of ``sarcoreg.core.estimation.TRANSFORM_KINDS``, in enum order.
@@ -61,7 +57,7 @@ SAR_SCALES: list[str] = ["auto", "amplitude", "intensity", "db"]
 DEVICES: list[str] = ["auto", "cpu", "cuda"]
 #: Defaults copied from ``sarcoreg.core.engine.CoregOptions`` (a test checks they agree).
 DEFAULTS: dict[str, Any] = {
-    "method": "structural",
+    "method": DEFAULT_METHOD,
     "transform": "affine",
     "spacing": None,
     "window": None,
@@ -231,8 +227,8 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
             QgsProcessingParameterEnum(
                 self.METHOD,
                 self.tr("Matching method"),
-                options=MATCHERS,
-                defaultValue=MATCHERS.index(DEFAULTS["method"]),
+                options=method_names(),  # the method catalog, in its (append-only) order
+                defaultValue=method_names().index(DEFAULTS["method"]),
             )
         )
         self.addParameter(
@@ -414,7 +410,7 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
                 raise QgsProcessingException(f"{self._label(name)} ({name}) must be at least 1 (or 0: auto), "
                                              f"got {value}.")
         assert ref_layer is not None and tgt_layer is not None
-        method = MATCHERS[self.parameterAsEnum(parameters, self.METHOD, context)]
+        method = method_names()[self.parameterAsEnum(parameters, self.METHOD, context)]
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         options: dict[str, Any] = {
             "method": method,
@@ -435,15 +431,16 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
             "verdict": {"keep_uncertain": self.parameterAsBool(parameters, self.KEEP_UNCERTAIN, context)},
         }
         model = (self.parameterAsString(parameters, self.MODEL, context) or "").strip()
-        if method in LEARNED_MATCHERS:
+        learned = method_names(learned=True)
+        if method in learned:
             options["matcher_options"] = {"device": device, **({"model": model} if model else {})}
-            if method == "shared":
+            if get_method(method).kind == "keypoint":  # the shared-modality search takes a keypoint matcher
                 options["matcher_options"]["keypoints"] = KEYPOINT_MATCHERS[
                     self.parameterAsEnum(parameters, self.KEYPOINTS, context)]
         elif model:
             raise QgsProcessingException(
                 f"{self._label(self.MODEL)} ({self.MODEL}) is only used by the learned methods "
-                f"({', '.join(sorted(LEARNED_MATCHERS))}); clear it or pick one of them as {self.METHOD}."
+                f"({', '.join(sorted(learned))}); clear it or pick one of them as {self.METHOD}."
             )
         return {
             "reference": reference,
@@ -466,7 +463,7 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
         own_folder = not folder
         out_dir = folder or QgsProcessingUtils.generateTempFilename("sarcoreg_coregister")
 
-        if job["device"] != "auto" and job["options"]["method"] not in LEARNED_MATCHERS:
+        if job["device"] != "auto" and job["options"]["method"] not in method_names(learned=True):
             feedback.pushInfo(
                 f"Device '{job['device']}' is ignored: the '{job['options']['method']}' matcher runs on the CPU."
             )

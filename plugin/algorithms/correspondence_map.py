@@ -28,12 +28,16 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from ...core.methods import method_names
 from ..worker_bridge import run_worker_job
 from .base import SarcoregAlgorithm
-from .coregister import DEVICES, LEARNED_MATCHERS
+from .coregister import DEVICES
 
-#: Matchers that return similarity maps (``MatchResult.maps``), in enum order.
-MAP_MATCHERS: list[str] = ["structural", "ncc", "mi", "rrlnet", "bnn", "aae"]
+
+def map_methods() -> list[str]:
+    """The METHOD enum: the catalog's window methods with correspondence maps, in catalog order."""
+    return method_names(kind="window", maps=True)
+
 #: More points than this make a run of minutes and a mosaic nobody can read.
 MAX_POINTS = 2000
 
@@ -97,7 +101,7 @@ class CorrespondenceMapAlgorithm(SarcoregAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.POINTS, self.tr("Points"), [QgsProcessing.TypeVectorPoint], optional=True))
         self.addParameter(QgsProcessingParameterPoint(self.POINT, self.tr("Point"), optional=True))
-        self.addParameter(QgsProcessingParameterEnum(self.METHOD, self.tr("Matching method"), options=MAP_MATCHERS,
+        self.addParameter(QgsProcessingParameterEnum(self.METHOD, self.tr("Matching method"), options=map_methods(),
                                                      defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             self.WINDOW, self.tr("Matching window (pixels, even)"), QgsProcessingParameterNumber.Integer,
@@ -159,16 +163,17 @@ class CorrespondenceMapAlgorithm(SarcoregAlgorithm):
             raise QgsProcessingException(
                 f"{len(outside)} point(s) of {self.POINTS}/{self.POINT} lie outside the {self._label(self.REFERENCE)} "
                 f"(first: {points[outside[0]]} in {ref_crs.authid() or 'the reference CRS'}).")
-        method = MAP_MATCHERS[self.parameterAsEnum(parameters, self.METHOD, context)]
+        method = map_methods()[self.parameterAsEnum(parameters, self.METHOD, context)]
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         model = (self.parameterAsString(parameters, self.MODEL, context) or "").strip()
         options: dict[str, Any] = {"method": method, "window": window, "search_radius": radius}
-        if method in LEARNED_MATCHERS:
+        learned = method_names(learned=True)
+        if method in learned:
             options["matcher_options"] = {"device": device, **({"model": model} if model else {})}
         elif model:
             raise QgsProcessingException(
                 f"{self._label(self.MODEL)} ({self.MODEL}) is only used by the learned methods "
-                f"({', '.join(sorted(LEARNED_MATCHERS))}); clear it or pick one of them as {self.METHOD}.")
+                f"({', '.join(sorted(learned))}); clear it or pick one of them as {self.METHOD}.")
         return {"reference": reference, "target": target, "points_map": points, "options": options}
 
     # ----------------------------------------------------------------------------- running

@@ -95,6 +95,13 @@ class DiagnosticsAlgorithm(SarcoregAlgorithm):
         rows.append(("shipped models", ", ".join(str(m.get("name")) for m in models) or "none registered"))
         for m in models:
             rows.append((f"model {m.get('name')}", "loads" if m.get("ok") else f"FAILS: {m.get('error')}"))
+        methods = worker.get("methods")
+        if isinstance(methods, list):  # the worker's method catalog
+            rows.append(("methods", ", ".join(str(m.get("name")) for m in methods)))
+            for m in methods:
+                if m.get("default_model"):
+                    rows.append((f"method {m.get('name')}",
+                                 f"default model {m.get('default_model')}: {m.get('model_state')}"))
         return rows
 
     def _text(self, qgis_side: dict[str, str], worker: dict[str, Any]) -> str:

@@ -25,13 +25,15 @@ from qgis.core import (
     QgsProcessingUtils,
 )
 
+from ...core.methods import default_model
 from ..worker_bridge import run_worker_job
 from .base import SarcoregAlgorithm
 from .coregister import DEVICES, _deliver_raster
 
 SAR_SCALES: list[str] = ["auto", "db", "intensity", "amplitude"]
 DTYPES: list[str] = ["uint8", "float32"]
-DEFAULT_MODEL = "shared-v2"
+#: The catalog's default model of the ``shared`` method.
+DEFAULT_MODEL = default_model("shared")
 
 _HELP = """
 <p>Turns a SAR raster and/or an optical raster into a <b>shared modality</b>: two U-Nets (one

@@ -28,13 +28,17 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ...core.methods import method_names
 from ..settings import add_model_folder
 from ..worker_bridge import run_worker_job
 from .base import SarcoregAlgorithm
 from .coregister import DEVICES
 
-#: Trainable methods (``sarcoreg.core.train_job.TRAINABLE``), in enum order.
-TRAIN_METHODS: list[str] = ["rrlnet", "bnn", "aae", "shared"]
+
+def train_methods() -> list[str]:
+    """The METHOD enum: the catalog's trainable methods, in catalog order."""
+    return method_names(trainable=True)
+
 
 _HELP = """
 <p>Trains a learned matcher with <i>sarcoreg-train</i> in the sarcoreg worker (progress per epoch;
@@ -100,11 +104,11 @@ class TrainModelAlgorithm(SarcoregAlgorithm):
 
     def tags(self) -> list[str]:
         """Search words of the toolbox."""
-        return ["train", "model", "deep learning", "rrlnet", "bnn", "aae", "shared", "autoencoder", "network", "onnx"]
+        return ["train", "model", "deep learning", *train_methods(), "autoencoder", "network", "onnx"]
 
     def initAlgorithm(self, config: Any = None) -> None:  # noqa: N802
         """Declare the parameters and outputs."""
-        self.addParameter(QgsProcessingParameterEnum(self.METHOD, self.tr("Method"), options=TRAIN_METHODS,
+        self.addParameter(QgsProcessingParameterEnum(self.METHOD, self.tr("Method"), options=train_methods(),
                                                      defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(self.DATA, self.tr("Training data (folder)"),
                                                      behavior=QgsProcessingParameterFile.Folder))
@@ -160,7 +164,7 @@ class TrainModelAlgorithm(SarcoregAlgorithm):
                 "choose another name or remove it first.")
         max_minutes = self.parameterAsDouble(parameters, self.MAX_MINUTES, context)
         return {
-            "method": TRAIN_METHODS[self.parameterAsEnum(parameters, self.METHOD, context)],
+            "method": train_methods()[self.parameterAsEnum(parameters, self.METHOD, context)],
             "data": [data],
             "model_name": name,
             "model_folder": str(Path(folder).expanduser().resolve()),

@@ -27,6 +27,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 from sarcoreg.core.demo import make_demo_inputs
+from sarcoreg.core.methods import method_names
 from sarcoreg.core.sample_data import bigearthnet_pairs
 from sarcoreg.plugin.algorithms import coregister as alg_module
 
@@ -116,13 +117,13 @@ def demo_run(sarcoreg_provider, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 def test_plugin_lists_match_the_core(sarcoreg_provider) -> None:  # type: ignore[no-untyped-def]
     """The plugin's copies of the matcher list, transforms and defaults agree with the engine."""
-    from sarcoreg.core.engine import SHARED_METHOD, CoregOptions
+    from sarcoreg.core.engine import CoregOptions
     from sarcoreg.core.estimation import TRANSFORM_KINDS
     from sarcoreg.core.keypoints import available_keypoint_matchers
     from sarcoreg.core.matchers.base import available_matchers
 
-    assert set(alg_module.MATCHERS) == {*available_matchers(), SHARED_METHOD}
-    assert alg_module.LEARNED_MATCHERS <= set(alg_module.MATCHERS)
+    assert set(available_matchers()) == set(method_names(kind="window"))
+    assert set(method_names(kind="keypoint")) == {"shared"}
     assert set(alg_module.KEYPOINT_MATCHERS) <= set(available_keypoint_matchers())
     assert list(alg_module.TRANSFORMS) == list(TRANSFORM_KINDS)
     core_defaults = asdict(CoregOptions())
@@ -365,11 +366,11 @@ def test_learned_method_without_its_model_says_what_is_missing(sarcoreg_provider
     from sarcoreg.core.demo import make_demo_inputs
 
     ref, tgt = make_demo_inputs(tmp_path / "in", (1.0, 1.0))
-    params = {"REFERENCE": str(ref), "TARGET": str(tgt), "METHOD": alg_module.MATCHERS.index("rrlnet"),
+    params = {"REFERENCE": str(ref), "TARGET": str(tgt), "METHOD": method_names().index("rrlnet"),
               "MODEL": "no-such-model", "OUTPUT": str(tmp_path / "out.tif")}
     with pytest.raises(QgsProcessingException, match="no-such-model"):
         processing.run(ALG, params)
-    params.update(METHOD=alg_module.MATCHERS.index("structural"))
+    params.update(METHOD=method_names().index("structural"))
     with pytest.raises(QgsProcessingException, match="MODEL"):
         processing.run(ALG, params)
 

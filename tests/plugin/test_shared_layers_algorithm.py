@@ -14,6 +14,7 @@ import pytest
 from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsProcessingFeedback, QgsProcessingModelAlgorithm
 from sarcoreg.core.demo import make_demo_inputs
+from sarcoreg.core.methods import method_names
 from sarcoreg.plugin.algorithms import coregister as coreg_module
 
 from tests.conftest import REPO, shared_data
@@ -95,7 +96,7 @@ def test_coregister_with_the_shared_method(sarcoreg_provider, tmp_path: Path) ->
     sar = coreg_module.MODALITIES.index("sar")
     result = _run("sarcoreg:coregister", {
         "REFERENCE": str(ref), "TARGET": str(tmp_path / "tgt.tif"), "REFERENCE_MODALITY": sar, "TARGET_MODALITY": sar,
-        "METHOD": coreg_module.MATCHERS.index("shared"), "TRANSFORM": coreg_module.TRANSFORMS.index("shift"),
+        "METHOD": method_names().index("shared"), "TRANSFORM": coreg_module.TRANSFORMS.index("shift"),
         "KEYPOINTS": coreg_module.KEYPOINT_MATCHERS.index("sift"), "DEVICE": 1, "COARSE": False,
         "OUTPUT": str(tmp_path / "coreg.tif"), "OUTPUT_FOLDER": str(tmp_path / "out"),
     }, feedback)

@@ -28,15 +28,15 @@ def _run(alg: str, params: dict[str, Any]) -> dict[str, Any]:
 def test_train_tiny_aae_then_map_with_it(sarcoreg_provider, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from processing.core.ProcessingConfig import ProcessingConfig
     from sarcoreg.core.demo import make_demo_inputs
-    from sarcoreg.plugin.algorithms.correspondence_map import MAP_MATCHERS
-    from sarcoreg.plugin.algorithms.train_model import TRAIN_METHODS
+    from sarcoreg.plugin.algorithms.correspondence_map import map_methods
+    from sarcoreg.plugin.algorithms.train_model import train_methods
     from sarcoreg.plugin.settings import SETTING_MODEL_FOLDERS
 
     models = tmp_path / "models"
     before = ProcessingConfig.getSetting(SETTING_MODEL_FOLDERS)
     try:
         res = _run(TRAIN_ID, {
-            "METHOD": TRAIN_METHODS.index("aae"), "DATA": str(shared_data("sar-optical", "osmnet")),
+            "METHOD": train_methods().index("aae"), "DATA": str(shared_data("sar-optical", "osmnet")),
             "OUTPUT_FOLDER": str(tmp_path / "run"), "MODEL_FOLDER": str(models), "MODEL_NAME": "tiny-aae",
             "EPOCHS": 1, "STEPS_PER_EPOCH": 2, "PAIRS_PER_IMAGE": 1, "PATCH_SIZE": 32, "SEARCH_SIZE": 64,
             "WIDTH": 2,
@@ -52,7 +52,7 @@ def test_train_tiny_aae_then_map_with_it(sarcoreg_provider, tmp_path: Path) -> N
         epsg = ds.GetSpatialRef().GetAuthorityCode(None)
         point = f"{x0 + 60.5 * dx},{y0 + 60.5 * dy} [EPSG:{epsg}]"
         out = _run(MAP_ID, {"REFERENCE": str(ref), "TARGET": str(tgt), "POINT": point,
-                            "METHOD": MAP_MATCHERS.index("aae"), "MODEL": "tiny-aae", "WINDOW": 32,
+                            "METHOD": map_methods().index("aae"), "MODEL": "tiny-aae", "WINDOW": 32,
                             "SEARCH_RADIUS": 3, "OUTPUT": str(tmp_path / "aae-map.tif")})
         mds = gdal.Open(out["OUTPUT"])  # keep the dataset alive while its band is read
         arr = mds.GetRasterBand(1).ReadAsArray()
@@ -65,14 +65,14 @@ def test_train_tiny_shared_model_then_generate_layers_with_it(sarcoreg_provider,
     """Train a model (method shared) on the real S1/S2 pairs, then use it by name in the toolbox."""
     from processing.core.ProcessingConfig import ProcessingConfig
     from sarcoreg.core.demo import make_demo_inputs
-    from sarcoreg.plugin.algorithms.train_model import TRAIN_METHODS
+    from sarcoreg.plugin.algorithms.train_model import train_methods
     from sarcoreg.plugin.settings import SETTING_MODEL_FOLDERS
 
     models = tmp_path / "models"
     before = ProcessingConfig.getSetting(SETTING_MODEL_FOLDERS)
     try:
         res = _run(TRAIN_ID, {
-            "METHOD": TRAIN_METHODS.index("shared"), "DATA": str(shared_data("s1s2", "bigearthnet-configilm")),
+            "METHOD": train_methods().index("shared"), "DATA": str(shared_data("s1s2", "bigearthnet-configilm")),
             "OUTPUT_FOLDER": str(tmp_path / "run"), "MODEL_FOLDER": str(models), "MODEL_NAME": "tiny-shared",
             "EPOCHS": 1, "STEPS_PER_EPOCH": 2, "PATCH_SIZE": 64, "DEVICE": 1,
         })

@@ -255,9 +255,10 @@ def test_train_three_steps_and_resume(tmp_path: Path) -> None:
 def test_train_job_writes_a_loadable_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker's train job (QGIS *Train a model*): run, ONNX export, card, then load by name."""
     from sarcoreg.core.progress import Progress
-    from sarcoreg.core.train_job import run_from_params, train_argv
+    from sarcoreg.core.train_job import train_argv
     from sarcoreg.models import load
     from sarcoreg.models.registry import MODEL_PATH_ENV, check_card, find_card
+    from sarcoreg.training.job import run_from_params
 
     params = {"method": "shared", "data": [f"osmnet:{shared_data('sar-optical', 'osmnet', 'ims')}"],
               "out_dir": str(tmp_path / "run"), "model_name": "my-shared", "model_folder": str(tmp_path / "models"),

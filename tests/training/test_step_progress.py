@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from sarcoreg.core.progress import Cancelled, Progress
-from sarcoreg.core.train_job import _throttled
+from sarcoreg.core.train_job import throttled
 from sarcoreg.training.step_hook import report_step, step_hook
 
 from tests.conftest import shared_data
@@ -38,6 +38,6 @@ def test_every_step_reports_and_a_raising_hook_stops_the_run(tmp_path: Path) -> 
             progress.cancel()
 
     progress.callback = cancel_after_two
-    with pytest.raises(Cancelled), step_hook(_throttled(progress, {}, every_s=0.0)):
+    with pytest.raises(Cancelled), step_hook(throttled(progress, {}, every_s=0.0)):
         main(_bnn_args(tmp_path / "cancelled"))
     assert len(calls) == 2  # stopped within a step of the cancel, not at the end of the epoch
