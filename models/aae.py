@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .descriptor_model import encoder_files as encoder_paths
+from .card import encoder_files as encoder_paths
 
 __all__ = [
     "AAEConfig",

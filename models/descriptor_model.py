@@ -10,7 +10,7 @@ evaluation per window). Two back ends with the same interface:
   (e.g. :class:`sarcoreg.models.aae.AAEInference`), on CPU or CUDA.
 
 :func:`load_descriptor_model` resolves a card name, a pair-model ``.onnx`` (whose encoder graphs
-lie next to it, see :func:`sarcoreg.models.aae.encoder_paths`) or a ``.pt`` file.
+lie next to it, see :func:`sarcoreg.models.card.encoder_files`) or a ``.pt`` file.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .card import encoder_files, find_card, sha256_of
 from .patch_model import TorchBackend
 
 __all__ = [
@@ -31,12 +32,6 @@ __all__ = [
     "load_descriptor_model",
     "validate_descriptor_model",
 ]
-
-
-def encoder_files(pair_model: str | Path) -> tuple[Path, Path]:
-    """Encoder graphs of a pair model: ``<stem>-optical-encoder.onnx`` and ``<stem>-sar-encoder.onnx``."""
-    p = Path(pair_model)
-    return p.with_name(f"{p.stem}-optical-encoder.onnx"), p.with_name(f"{p.stem}-sar-encoder.onnx")
 
 
 class DescriptorModel(ABC):
@@ -168,8 +163,6 @@ class TorchDescriptorModel(TorchBackend, DescriptorModel):
 
 def _verified(card: Any, role: str) -> Path:
     """The card's ``role`` file after checking that it exists and matches its checksum."""
-    from .registry import sha256_of
-
     path = Path(card.file_for(role))
     if not path.is_file():
         raise FileNotFoundError(f"model '{card.name}': {role} file {path} is missing")
@@ -196,8 +189,6 @@ def load_descriptor_model(name_or_path: str | Path, device: str = "auto", backen
         ValueError: Unknown card name (the message lists the shipped ones), wrong back end.
         FileNotFoundError: A file is missing (the message names it).
     """
-    from .registry import find_card, sha256_of
-
     if backend not in ("auto", "onnx", "torch"):
         raise ValueError(f"unknown backend '{backend}'; use auto, onnx or torch")
     path = Path(str(name_or_path)).expanduser()

@@ -30,17 +30,18 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .shared_config import SharedConfig, build_unet
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from .registry import ModelCard
+    from .card import ModelCard
 
 __all__ = [
     "MULTIPLE",
@@ -59,82 +60,6 @@ __all__ = [
 MULTIPLE = 32
 #: The two modalities ``transform`` and ``normalise`` accept.
 MODALITIES = ("sar", "optical")
-ENCODER = "efficientnet-b0"
-
-
-def build_unet(in_channels: int, out_channels: int = 3, sigmoid: bool = True) -> nn.Module:
-    """One transform network: U-Net, EfficientNet-B0 encoder (random init), 5 levels, scSE decoder.
-
-    Args:
-        in_channels: Input bands ``C``.
-        out_channels: Output channels (``K`` for a forward network, ``C`` for an inverse one).
-        sigmoid: Put a sigmoid at the end (forward networks: output in (0, 1)); the inverse
-            networks of criterion v1 have none.
-
-    Returns:
-        A module mapping ``(B, in_channels, H, W)`` to ``(B, out_channels, H, W)``; ``H`` and
-        ``W`` must be multiples of 32. With ``sigmoid`` it is ``nn.Sequential(unet, Sigmoid)``
-        (state-dict keys ``0.*``), without it the bare ``smp.Unet``.
-    """
-    import segmentation_models_pytorch as smp
-    from torch import nn
-
-    if in_channels < 1 or out_channels < 1:
-        raise ValueError(f"channels must be >= 1, got in={in_channels}, out={out_channels}")
-    unet = smp.Unet(
-        encoder_name=ENCODER,
-        encoder_weights=None,
-        encoder_depth=5,
-        decoder_attention_type="scse",
-        in_channels=in_channels,
-        classes=out_channels,
-    )
-    return nn.Sequential(unet, nn.Sigmoid()) if sigmoid else unet
-
-
-@dataclass(frozen=True)
-class SharedConfig:
-    """What a shared-modality model takes and how it was trained.
-
-    Attributes:
-        sar_bands: Names of the SAR input bands, in order (dB), e.g. ``("VV",)``.
-        optical_bands: Names of the optical input bands, in order, e.g. ``("R", "G", "B")`` (Sentinel-2
-            B04, B03, B02).
-        channels: ``K``, the channels of the shared images.
-        criterion: ``"v1"`` (inverse networks, reconstruction term) or ``"v2"`` (gray-image term).
-        rgb: Indices into ``optical_bands`` of the bands whose mean is the optical gray of
-            criterion v2 (the RGB / highest-resolution bands); empty = all bands.
-    """
-
-    sar_bands: tuple[str, ...] = ("VV",)
-    optical_bands: tuple[str, ...] = ("R", "G", "B")
-    channels: int = 3
-    criterion: str = "v2"
-    rgb: tuple[int, ...] = field(default_factory=tuple)
-
-    def __post_init__(self) -> None:
-        if self.criterion not in ("v1", "v2"):
-            raise ValueError(f"criterion must be 'v1' or 'v2', got {self.criterion!r}")
-        if not self.sar_bands or not self.optical_bands or self.channels < 1:
-            raise ValueError("need at least one SAR band, one optical band and one channel")
-        if any(not 0 <= i < len(self.optical_bands) for i in self.rgb):
-            raise ValueError(f"rgb indices {self.rgb} out of range for {len(self.optical_bands)} optical bands")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SharedConfig:
-        """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
-        return cls(
-            sar_bands=tuple(data.get("sar_bands", ("VV",))),
-            optical_bands=tuple(data.get("optical_bands", ("R", "G", "B"))),
-            channels=int(data.get("channels", 3)),
-            criterion=str(data.get("criterion", "v2")),
-            rgb=tuple(int(i) for i in data.get("rgb", ())),
-        )
-
 
 def make_nets(config: SharedConfig) -> nn.Module:
     """The networks of ``config`` as one :class:`~sarcoreg.models.shared_nets.SharedModalityNets`."""
@@ -537,7 +462,7 @@ def _config_from_inputs(inputs: dict[str, Any]) -> SharedConfig:
 
 
 def _check_files(card: ModelCard) -> None:
-    from .registry import sha256_of
+    from .card import sha256_of
 
     for role, (p, expected) in card.all_files().items():
         if not p.is_file():
@@ -590,7 +515,7 @@ def load_shared_model(
         ValueError: Unknown name, not a ``shared`` card, checksum mismatch, bad device / back end.
         FileNotFoundError: A weight file is missing.
     """
-    from .registry import ModelCard, find_card
+    from .card import ModelCard, find_card
 
     if backend not in ("auto", "onnx", "torch"):
         raise ValueError(f"unknown backend '{backend}'; use auto, onnx or torch")
@@ -609,7 +534,7 @@ def load_shared_model(
                 raise FileNotFoundError(f"model file not found: {path}")
             return _from_checkpoint(path, device, path.parent.name or path.stem)
         if path.suffix.lower() == ".json":
-            from .registry import read_card
+            from .card import read_card
 
             try:
                 card = read_card(path)

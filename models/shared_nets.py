@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .shared_modality import SharedConfig, build_unet
+from .shared_config import SharedConfig, build_unet
 
 __all__ = ["SharedModalityNets"]
 
@@ -18,7 +18,7 @@ class SharedModalityNets(nn.Module):
     """The SAR and optical transform networks (and, for criterion v1, their inverses).
 
     Attributes:
-        config: The :class:`~sarcoreg.models.shared_modality.SharedConfig`.
+        config: The :class:`~sarcoreg.models.shared_config.SharedConfig`.
         sar: ``(B, C_X, H, W)`` -> ``(B, K, H, W)`` in (0, 1).
         optical: ``(B, C_Y, H, W)`` -> ``(B, K, H, W)`` in (0, 1).
         sar_inverse: ``(B, K, H, W)`` -> ``(B, C_X, H, W)``, no output activation (v1 only, else ``None``).
