@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine_cases import BENCH_ROOT, GROUPS, build_group, format_table, run_case, summarise, to_json  # noqa: E402
-from sarcoreg.core.matchers.base import available_matchers  # noqa: E402
+from sarcoreg.core.methods import method_names  # noqa: E402
 
 SUMMARY_COLUMNS = ["group", "method", "n", "success", "success_pct", "thr_px", "ace_med", "ace_p90",
                    "rmse_med", "time_mean_s", "peak_mb", "failed_runs", "selfcons_med", "selfcons_ok",
@@ -37,7 +37,7 @@ CASE_COLUMNS = ["group", "case", "method", "ace_px", "success", "status", "wrong
 
 
 #: Learned matchers: benchmarked only when asked for (they need a trained model).
-LEARNED = {"rrlnet", "bnn", "aae"}
+LEARNED = set(method_names(learned=True))
 
 def machine() -> str:
     """One line naming the machine the numbers were measured on."""
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", default=",".join(GROUPS), help=f"comma list of: {', '.join(GROUPS)}")
     parser.add_argument(
         "--methods",
-        default=",".join(m for m in available_matchers() if m not in LEARNED),
+        default=",".join(m for m in sorted(method_names(kind="window")) if m not in LEARNED),
         help="comma list of matchers (default: the classical ones; a learned one needs a trained model)",
     )
     parser.add_argument("--model", action="append", default=[], metavar="METHOD=MODEL",
