@@ -18,6 +18,7 @@ import numpy as np
 __all__ = ["augment_pairs"]
 
 _PHOTO_GEO = ("blur", "gamma", "scale_x", "scale_y", "shift_x", "shift_y", "noise")
+_PHOTO = ("blur", "gamma", "noise")
 _JOINT = ("fliplr", "flipud", "rot90")
 
 
@@ -53,21 +54,25 @@ def _joint(pair: np.ndarray, op: str, rng: np.random.Generator) -> np.ndarray:
     return np.rot90(pair, k=int(rng.integers(1, 4)), axes=(1, 2))
 
 
-def augment_pairs(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def augment_pairs(images: np.ndarray, rng: np.random.Generator, independent_geometry: bool = True) -> np.ndarray:
     """Augment a batch of patch pairs.
 
     Args:
         images: ``(N, 2, P, P)`` uint8 pairs.
         rng: Random generator.
+        independent_geometry: Allow the per-modality scale and translation (up to 5 %: 3 px of a
+            64 px patch). Off for training against near-shifted negatives, where such a shift would
+            turn a positive into one; the joint flips and rotations stay.
 
     Returns:
         A new ``(N, 2, P, P)`` uint8 array.
     """
     out = np.array(images, copy=True)
+    ops = _PHOTO_GEO if independent_geometry else _PHOTO
     for i in range(out.shape[0]):
         for m in range(2):
-            for k in rng.permutation(len(_PHOTO_GEO))[: int(rng.integers(0, 3))]:
-                out[i, m] = _jitter(out[i, m], _PHOTO_GEO[k], rng)
+            for k in rng.permutation(len(ops))[: int(rng.integers(0, 3))]:
+                out[i, m] = _jitter(out[i, m], ops[k], rng)
         pair = out[i]
         for k in rng.permutation(len(_JOINT))[: int(rng.integers(0, 3))]:
             pair = _joint(pair, _JOINT[k], rng)

@@ -143,7 +143,8 @@ def bnn_main(argv: list[str]) -> int:
     p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--augment", action="store_true", help="RRL-Net style jitter and joint flips / rotations")
+    p.add_argument("--augment", action="store_true", help="RRL-Net style jitter and joint flips / rotations "
+                   "(with --hard-negatives > 0 without the per-patch scale / shift jitter)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the forward pass (weights stay fp32)")
     p.add_argument("--hard-negatives", type=float, default=0.5,
                    help="share of the negatives that are the same place shifted (0: other scenes only, as before)")

@@ -267,10 +267,12 @@ def roc_png(labels: np.ndarray, h: np.ndarray, path: str | Path, title: str = "B
     return out
 
 
-def _augment(sar: np.ndarray, opt: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _augment(sar: np.ndarray, opt: np.ndarray, rng: np.random.Generator,
+             independent_geometry: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """RRL-Net augmentation of ``(B, P, P)`` SAR / optical batches (no independent shifts with hard negatives)."""
     from sarcoreg.training.augment import augment_pairs
 
-    pairs = augment_pairs(np.stack([opt, sar], axis=1), rng)
+    pairs = augment_pairs(np.stack([opt, sar], axis=1), rng, independent_geometry)
     return pairs[:, 1], pairs[:, 0]
 
 
@@ -329,7 +331,7 @@ class BNNMethod(TrainMethod):
         sar, optical, y, _ = make_batch(self.train, cfg.batch_size, ctx.rng, cfg.hard_negatives, cfg.min_shift,
                                         cfg.max_shift)
         if cfg.augment:
-            sar, optical = _augment(sar, optical, ctx.rng)
+            sar, optical = _augment(sar, optical, ctx.rng, independent_geometry=cfg.hard_negatives == 0)
         with ctx.autocast():
             h = self.trained(to_tensor(ctx.shard(optical), ctx.device), to_tensor(ctx.shard(sar), ctx.device))
         loss, parts = bnn_loss(h.float(), torch.from_numpy(ctx.shard(y)).to(ctx.device), cfg.alpha)

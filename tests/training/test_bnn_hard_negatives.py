@@ -97,6 +97,24 @@ def test_no_hard_negatives_draws_the_batches_of_before() -> None:
         make_batch(pool, 12, rng_a, hard_negatives=0.5)
 
 
+def test_augmentation_keeps_pairs_aligned_for_hard_negatives() -> None:
+    """With hard negatives the per-patch jitter must not shift one patch against the other."""
+    from sarcoreg.training.augment import augment_pairs
+
+    pool = _pool(_scene(), 32, 16)
+    c = pool.centre()
+    same = np.stack([c.opt, c.opt], axis=1)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        out = augment_pairs(same, rng, independent_geometry=False)
+        for k in range(len(out)):  # blur / gamma / noise only: the best integer offset stays 0
+            a, b = out[k, 0].astype(np.float32), out[k, 1].astype(np.float32)
+            scores = {(dx, dy): float(np.corrcoef(a[4:-4, 4:-4].ravel(),
+                                                  np.roll(b, (dy, dx), (0, 1))[4:-4, 4:-4].ravel())[0, 1])
+                      for dx in (-2, -1, 0, 1, 2) for dy in (-2, -1, 0, 1, 2)}
+            assert max(scores, key=lambda d: scores[d]) == (0, 0)
+
+
 def test_descriptor_inner_product_is_minus_h_squared() -> None:
     torch.manual_seed(0)
     net = BNN("vgg11", patch_size=32, width=4).eval()
