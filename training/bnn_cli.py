@@ -150,6 +150,8 @@ def bnn_main(argv: list[str]) -> int:
                    help="share of the negatives that are the same place shifted (0: other scenes only, as before)")
     p.add_argument("--min-shift", type=int, default=2, help="smallest shift of a hard negative (larger axis), px")
     p.add_argument("--max-shift", type=int, default=8, help="largest shift of a hard negative (larger axis), px")
+    p.add_argument("--hard-warmup-steps", type=int, default=0,
+                   help="far negatives only for this many first steps, then --hard-negatives")
     a = p.parse_args(argv)
     if a.margin is None:
         a.margin = a.max_shift if a.hard_negatives > 0 else 0
@@ -166,7 +168,7 @@ def bnn_main(argv: list[str]) -> int:
     cfg = BNNTrainConfig(backbone=a.backbone, width=a.width, init=a.init, moco_sar=moco_sar, moco_opt=moco_opt,
                          epochs=a.epochs, steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr=a.lr,
                          augment=a.augment, bf16=a.bf16, hard_negatives=a.hard_negatives, min_shift=a.min_shift,
-                         max_shift=a.max_shift,
+                         max_shift=a.max_shift, hard_warmup_steps=a.hard_warmup_steps,
                          device=a.device, threads=a.threads, max_minutes=a.max_minutes, max_steps=a.max_steps,
                          seed=a.seed)
     res = train_bnn(train, val, a.out, cfg, resume=a.resume, progress=not a.no_progress, log=main_print)

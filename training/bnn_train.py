@@ -12,10 +12,10 @@ Hard negatives (not in the paper; for dense registration search, issue 17): with
 optical crop of the *same place* moved by an offset whose larger axis lies in
 ``[min_shift, max_shift]`` px (:func:`make_batch`); the pools must keep a margin of at least
 ``max_shift`` px around each patch (:class:`~sarcoreg.training.pair_datasets.AlignedPatches`).
-``F = 0`` draws exactly the batches of earlier versions. Validation then also scores every
-validation pair against a fixed near-shifted optical crop (``near_auc``, ``near_fpr95``) and the
-best epoch is the one with the highest AUC of positives against far and near negatives together
-(``mixed_auc``) instead of the best accuracy.
+``F = 0`` draws exactly the batches of earlier versions. When the validation pool keeps a margin,
+validation also scores every pair against a fixed near-shifted optical crop (``near_auc``,
+``near_fpr95``, ``mixed_auc``: positives against far and near negatives together); with ``F > 0``
+the best epoch is the one with the highest ``mixed_auc`` instead of the best accuracy.
 
 After each epoch the validation pool is scored on a fixed balanced pair set
 (:func:`~sarcoreg.training.pair_datasets.eval_pairs`); the decision threshold on ``h`` is the one
@@ -67,7 +67,9 @@ class BNNTrainConfig(RunOptions):
 
     ``hard_negatives``: share of each batch's negatives that are near-shifted crops of the same
     place (offset larger axis in ``[min_shift, max_shift]`` px); needs pools with a margin of at
-    least ``max_shift``. 0: the paper's negatives from other scenes only.
+    least ``max_shift``. 0: the paper's negatives from other scenes only. ``hard_warmup_steps``:
+    far negatives only for that many first steps (hard negatives from step 0 keep the network on
+    the ``h = 0.5`` plateau, see ``bench/README.md``).
     """
 
     backbone: str = "vgg11"
@@ -90,6 +92,7 @@ class BNNTrainConfig(RunOptions):
     hard_negatives: float = 0.0
     min_shift: int = 2
     max_shift: int = 8
+    hard_warmup_steps: int = 0
 
 
 @dataclass
@@ -328,8 +331,8 @@ class BNNMethod(TrainMethod):
     @override
     def train_step(self, step: int, epoch: int) -> dict[str, float]:
         ctx, cfg = self.ctx, self.cfg
-        sar, optical, y, _ = make_batch(self.train, cfg.batch_size, ctx.rng, cfg.hard_negatives, cfg.min_shift,
-                                        cfg.max_shift)
+        share = cfg.hard_negatives if step >= cfg.hard_warmup_steps else 0.0
+        sar, optical, y, _ = make_batch(self.train, cfg.batch_size, ctx.rng, share, cfg.min_shift, cfg.max_shift)
         if cfg.augment:
             sar, optical = _augment(sar, optical, ctx.rng, independent_geometry=cfg.hard_negatives == 0)
         with ctx.autocast():
@@ -345,7 +348,7 @@ class BNNMethod(TrainMethod):
     @override
     def validate(self, epoch: int, steps: list[dict[str, float]]) -> dict[str, Any]:
         cfg = self.cfg
-        near = (cfg.min_shift, cfg.max_shift) if cfg.hard_negatives > 0 and self.val.margin >= cfg.max_shift else None
+        near = (cfg.min_shift, cfg.max_shift) if self.val.margin >= cfg.max_shift else None
         metrics, labels, h = evaluate(self.net, self.val, self.ctx.device, seed=cfg.seed, batch=cfg.val_batch,
                                       near=near)
         self._roc = (labels, h)
@@ -354,7 +357,7 @@ class BNNMethod(TrainMethod):
 
     @override
     def score(self, row: dict[str, Any]) -> float:
-        return -float(row["val_mixed_auc"] if "val_mixed_auc" in row else row["val_accuracy"])
+        return -float(row["val_mixed_auc"] if self.cfg.hard_negatives > 0 else row["val_accuracy"])
 
     @override
     def on_best(self, row: dict[str, Any], out: Path | None) -> None:
