@@ -16,13 +16,14 @@ S1/S2 ``.npz`` folder). Pools are split into training and validation *by source 
 Hard negatives for dense search (issue 17): ``--hard-negatives F`` (default 0.5) makes a share
 ``F`` of the BNN's negatives the same place shifted by 2-8 px (``--min-shift`` / ``--max-shift``);
 the pools then keep ``--margin`` px of context around each patch (default: ``--max-shift`` when
-``F > 0``, else 0). ``bnn-moco`` takes ``--margin`` too (default 8) so that it reads the very same
+``F > 0``, else 0; pass ``--margin 8`` with ``F = 0`` to get the near-shift validation metrics
+too). ``bnn-moco`` takes ``--margin`` too (default 8) so that it reads the very same
 pools; MoCo sees their centre crops. ``--hard-negatives 0`` (margin 0) reproduces runs made before.
 On the 1024 px ``volkov`` scenes use ``--crops-per-scene 300``::
 
     sarcoreg-train bnn-moco --data volkov --crops-per-scene 300 --width 16 --out runs/moco-volkov
     sarcoreg-train bnn --data volkov --crops-per-scene 300 --width 16 --hard-negatives 0.5 \
-        --init moco --moco-dir runs/moco-volkov --out runs/bnn-volkov-moco
+        --hard-warmup-steps 1300 --init moco --moco-dir runs/moco-volkov --out runs/bnn-volkov-moco
 """
 
 from __future__ import annotations
