@@ -103,7 +103,7 @@ class OnnxDescriptorModel(DescriptorModel):
                  batch_size: int = 256, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        from .patch_model import onnx_providers
+        from .runtime import onnx_providers
         from .safe_load import ModelFileError, onnx_session
 
         opts = ort.SessionOptions()

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .runtime import onnx_providers, torch_device
+
 __all__ = [
     "OnnxPatchModel",
     "PatchModel",
@@ -98,36 +100,14 @@ class PatchModel(ABC):
         return f"{type(self).__name__}(name={self.name!r}, patch_size={self.patch_size}, device={self.device!r})"
 
 
-def onnx_providers(device: str) -> list[str]:
-    """ONNX Runtime providers for ``device`` (``auto`` | ``cpu`` | ``cuda``), available ones only.
-
-    Raises:
-        ValueError: ``cuda`` asked for but ONNX Runtime has no CUDA provider here.
-    """
-    import onnxruntime as ort
-
-    avail = ort.get_available_providers()
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" not in avail:
-            raise ValueError(
-                f"device '{device}': this onnxruntime has no CUDA provider (has {avail}); "
-                "install onnxruntime-gpu or use device='cpu'"
-            )
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device != "auto":
-        raise ValueError(f"unknown device '{device}'; use auto, cpu or cuda")
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
-
-
 class OnnxPatchModel(PatchModel):
     """A patch model run by ONNX Runtime.
 
     Args:
         path: The ``.onnx`` file (two inputs ``(N, 1, P, P)``, one output).
         name: Model name; default the file stem.
-        device: ``auto`` (CUDA if the runtime has it), ``cpu`` or ``cuda``.
+        device: ``auto`` (CUDA if the runtime has it), ``cpu``, ``cuda`` or ``cuda:N`` (see
+            :mod:`.runtime`).
         batch_size: Pairs per session call.
         threads: Intra-op threads of the session (None: ONNX Runtime's default).
     """
@@ -176,23 +156,6 @@ class OnnxPatchModel(PatchModel):
     def _run(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         out = self.session.run(None, {self.input_names[0]: a, self.input_names[1]: b})[0]
         return np.asarray(out).reshape(-1)
-
-
-def torch_device(device: str) -> Any:
-    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` -> a ``torch.device`` (CUDA checked).
-
-    Raises:
-        ValueError: CUDA asked for but torch sees no CUDA device.
-    """
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device '{device}' asked for but torch sees no CUDA device; use the CPU (device 'cpu', --device cpu)"
-        )
-    return torch.device(device)
 
 
 class TorchBackend:

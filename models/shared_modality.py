@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .runtime import onnx_cuda_available, onnx_providers, torch_device
 from .shared_config import SharedConfig, build_unet
 
 if TYPE_CHECKING:
@@ -410,18 +411,7 @@ def _onnx_runner(path: Path, device: str, threads: int | None, what: str = "mode
 
     from .safe_load import ModelFileError, onnx_session
 
-    available = ort.get_available_providers()
-    if device == "cpu":
-        providers = ["CPUExecutionProvider"]
-    elif device.startswith("cuda"):
-        if "CUDAExecutionProvider" not in available:
-            raise ValueError("device 'cuda' asked for, but this ONNX Runtime has no CUDAExecutionProvider "
-                             f"(it has {', '.join(available)}); use backend='torch' or device='cpu'")
-        index = int(device.split(":")[1]) if ":" in device else 0
-        providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]  # type: ignore[list-item]
-    else:
-        cuda = ["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []
-        providers = cuda + ["CPUExecutionProvider"]
+    providers = onnx_providers(device)
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = int(threads)
@@ -436,19 +426,6 @@ def _onnx_runner(path: Path, device: str, threads: int | None, what: str = "mode
         return np.asarray(sess.run(None, {"x": x})[0])
 
     return run, str(sess.get_providers()[0])
-
-
-def _torch_device(device: str) -> torch.device:
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda:0")
-    return dev
 
 
 def _config_from_inputs(inputs: dict[str, Any]) -> SharedConfig:
@@ -483,7 +460,7 @@ def _from_checkpoint(path: Path, device: str, name: str) -> SharedModalityModel:
     config = SharedConfig.from_dict(ckpt["config"] if "sar_bands" in ckpt["config"] else ckpt["config"]["model"])
     nets = make_nets(config)
     nets.load_state_dict(ckpt["model"])
-    dev = _torch_device(device)
+    dev = torch_device(device)
     runners = {"sar": _torch_runner(nets.sar, dev), "optical": _torch_runner(nets.optical, dev)}
     return _validated(SharedModalityModel(name, config, runners, "torch", str(dev), None), str(path))
 
@@ -552,9 +529,7 @@ def load_shared_model(
         use = "onnx"
         wants_cuda = device.startswith("cuda") or device == "auto"
         if wants_cuda:
-            import onnxruntime as ort
-
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
+            if not onnx_cuda_available():
                 try:
                     import torch
 
@@ -570,7 +545,7 @@ def load_shared_model(
         for modality, p in files.items():
             runners[modality], used = _onnx_runner(p, device, threads, f"model '{card.name}': {modality} network")
         return _validated(SharedModalityModel(card.name, config, runners, "onnx", used, card), str(files["sar"]))
-    dev = _torch_device(device)
+    dev = torch_device(device)
     cx, cy, k = len(config.sar_bands), len(config.optical_bands), config.channels
     nets = {"sar": _load_forward_net_from_onnx(files["sar"], cx, k),
             "optical": _load_forward_net_from_onnx(files["optical"], cy, k)}

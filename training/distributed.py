@@ -133,7 +133,7 @@ class Distributed:
 
 
 def _resolve_device(device: str, local_rank: int, world_size: int) -> torch.device:
-    from sarcoreg.models.patch_model import torch_device
+    from sarcoreg.models.runtime import torch_device
 
     dev = torch_device(device)
     if world_size > 1 and dev.type == "cuda":
@@ -161,7 +161,7 @@ def setup(device: str = "auto") -> Distributed:
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        from sarcoreg.models.patch_model import torch_device
+        from sarcoreg.models.runtime import torch_device
 
         return Distributed(0, 1, torch_device(device))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

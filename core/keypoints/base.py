@@ -87,20 +87,16 @@ class KeypointMatches:
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when torch sees a CUDA device, else ``"cpu"``; CUDA checked.
+    """``"auto"`` -> ``"cuda:0"`` when torch sees a CUDA device, else ``"cpu"``; CUDA checked.
+
+    The mapping is :func:`sarcoreg.models.runtime.resolve_device` (one place for every model).
 
     Raises:
-        ValueError: CUDA asked for but not available.
+        ValueError: Unknown device, or CUDA asked for but not available.
     """
-    if device == "cpu":
-        return "cpu"
-    import torch
+    from ...models.runtime import resolve_device as resolve
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' asked for but torch sees no CUDA device; use device='cpu'")
-    return device
+    return resolve(device)
 
 
 def _check_image(img: np.ndarray, which: str) -> np.ndarray:
