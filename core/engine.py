@@ -29,7 +29,7 @@ from .coarse import COARSE_MODES, apply_matrix, search_similarity, similarity_ov
 from .estimation import TRANSFORM_KINDS, FitResult, fit_transform, min_points
 from .matchers.base import ChipBatch, MatchResult, get_matcher
 from .methods import DEFAULT_METHOD, get_method
-from .output_set import OUTPUT_NAMES
+from .output_formats import OUTPUT_NAMES, output_names
 from .prepare import detect_sar_scale, looks_like_sar
 from .progress import Progress
 from .raster_io import CommonGrid, RasterSource, common_grid, open_raster
@@ -95,7 +95,8 @@ class CoregOptions:
         seed: Seed of the robust fit (runs are reproducible).
         resampling: GDAL resampling for warps ("bilinear", "cubic", "near" ...).
         matcher_options: Extra keyword arguments for the matcher (model path, device ...).
-        write_outputs: Names from :data:`OUTPUT_NAMES` to write (None: all).
+        write_outputs: Output keys to write (None: all; the output-format list,
+            :func:`~sarcoreg.core.output_formats.output_names`, built in: :data:`OUTPUT_NAMES`).
         verdict: Thresholds of the run's verdict (:class:`~sarcoreg.core.verdict.VerdictOptions`;
             a partial dict such as JSON gives is accepted and completed with the defaults).
     """
@@ -173,9 +174,10 @@ class CoregOptions:
             SharedMatchOptions.from_matcher_options(self.matcher_options).check()
         else:
             get_matcher(self.method, **self.matcher_options)  # unknown matcher options fail here, early
-        unknown = set(self.write_outputs or []) - set(OUTPUT_NAMES)
+        names = output_names()
+        unknown = set(self.write_outputs or []) - set(names)
         if unknown:
-            raise ValueError(f"unknown outputs {sorted(unknown)}; known: {', '.join(OUTPUT_NAMES)}")
+            raise ValueError(f"unknown outputs {sorted(unknown)}; known: {', '.join(names)}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CoregOptions:
@@ -739,11 +741,12 @@ def coregister(
     from .output_set import OutputSet, refuse_input_overwrite
 
     folder = Path(out_dir)
+    names = output_names().values()
     refuse_input_overwrite(
-        [("the output folder", folder)] + [(f"the output {name}", folder / name) for name in OUTPUT_NAMES.values()],
+        [("the output folder", folder)] + [(f"the output {name}", folder / name) for name in names],
         [("reference raster", reference), ("target raster", target)],
     )
-    with OutputSet(folder, OUTPUT_NAMES.values(), {"reference": str(reference), "target": str(target)}) as out:
+    with OutputSet(folder, names, {"reference": str(reference), "target": str(target)}) as out:
         res = _coregister(reference, target, out.staging, options, progress, **overrides)
         res.outputs = out.commit(res.outputs)
     return res
@@ -922,25 +925,13 @@ def _coregister(
         log.warning("co-registration uncertain: %s", " ".join(verdict.reasons))
     outputs: dict[str, Path] = {}
     if out_dir is not None:
-        from .outputs import write_outputs
+        from .outputs import RunArtifacts, write_outputs
 
-        wanted = opts.write_outputs or list(OUTPUT_NAMES)
         report["runtime_s"] = round(time.perf_counter() - t_start, 3)
-        outputs = write_outputs(
-            Path(out_dir),
-            grid,
-            fit,
-            tiepoints,
-            report,
-            wanted,
-            opts,
-            ref_prep,
-            tgt_prep,
-            progress.sub(0.85, 1.0),
-            timings,
-            maps=result.maps,
-            extra_images=previews,
-        )
+        artifacts = RunArtifacts(grid, fit, tiepoints, report, opts, ref_prep, tgt_prep,
+                                 keys=tuple(opts.write_outputs or output_names()), maps=result.maps,
+                                 extra_images=previews)
+        outputs = write_outputs(Path(out_dir), artifacts, progress.sub(0.85, 1.0))
     t = lap("write", t)
     report["timings_s"] = timings
     report["timings_cpu_s"] = cpu_timings

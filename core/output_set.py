@@ -48,16 +48,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-#: The files of one co-registration's output set (output key -> file name).
-OUTPUT_NAMES: dict[str, str] = {
-    "coregistered": "coregistered.tif",
-    "tiepoints": "tiepoints.gpkg",
-    "points": "gcps.points",
-    "gcp_vrt": "gcps.vrt",
-    "shifts": "shifts.tif",
-    "report_json": "report.json",
-    "report_html": "report.html",
-}
+from .output_formats import OUTPUT_NAMES  # the built-in set's files (key -> name), re-exported
 
 __all__ = [
     "LOCK_NAME",
