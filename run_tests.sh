@@ -15,6 +15,8 @@ export PYTHONDONTWRITEBYTECODE=1
 export MPLBACKEND=Agg
 # QGIS writes its profile under $HOME; keep test runs out of the user's real profile.
 export QGIS_CUSTOM_CONFIG_PATH="${QGIS_CUSTOM_CONFIG_PATH:-$(mktemp -d -t sarcoreg-qgis-XXXX)}"
+# Installed model packs of the user's real model folder stay out of test runs (an empty one per run).
+export SARCOREG_MODELS="${SARCOREG_MODELS:-$(mktemp -d -t sarcoreg-models-XXXX)}"
 MARK=(-m "not slow and not gpu")
 for a in "$@"; do [ "$a" = "-m" ] && MARK=(); done
 exec .venv/bin/python -m pytest "${MARK[@]}" "$@"

@@ -225,6 +225,42 @@ def demo_main(a: argparse.Namespace) -> int:
     return 0 if summary["ok"] else 1
 
 
+def models_main(a: argparse.Namespace) -> int:
+    """``sarcoreg models list | install PACK.zip [--force] | pack [NAME ...] --out DIR``."""
+    from ..models.card import user_models_dir
+    from ..models.packs import build_packs, install_pack, installed_models
+
+    if a.action == "install":
+        if len(a.items) != 1:
+            raise ValueError("models install takes one model pack (PACK.zip)")
+        result = install_pack(a.items[0], force=a.force)
+        print(f"{result.name} ({result.method}): {result.status} in {result.folder}")
+        if result.shadowed_by:
+            print(f"note: a model called {result.name} in {result.shadowed_by} is found first and is the one used")
+        return 0
+    if a.action == "pack":
+        for path in build_packs(Path(a.out), a.items or None):
+            print(f"{path}\t{path.stat().st_size / 2**20:.1f} MiB")
+        return 0
+    if a.items:
+        raise ValueError("models list takes no arguments")
+    from ..models.registry import check_card, list_cards
+
+    cards = {c.name: c for c in list_cards()}
+    for row in sorted(installed_models(), key=lambda r: (r["name"], not r["active"])):
+        if not row["active"] or row["name"] not in cards:
+            print(f"{row['name']}\t{row['method']}\t-\tSHADOWED (a folder searched earlier has this name)\t"
+                  f"{row['origin']}\t{row['file']}")
+            continue
+        card = cards[row["name"]]
+        status = check_card(card)
+        state = "ok" if status["ok"] else f"BROKEN ({status['error']})"
+        size = card.inputs.get("patch_size", "?")
+        print(f"{card.name}\t{card.method}\tpatch {size}\t{state}\t{row['origin']}\t{card.path}")
+    print(f"user model folder: {user_models_dir()}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sarcoreg`` command."""
     from .methods import default_model
@@ -251,10 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     shared.add_argument("--sar-scale", default="auto", choices=["auto", "db", "intensity", "amplitude"])
     shared.add_argument("--dtype", default="uint8", choices=["uint8", "float32"], help="output type (default uint8)")
     sub.add_parser("matchers", help="list the matching methods (the method catalog)")
-    models = sub.add_parser("models", help="the shipped patch models (RRL-Net ...)")
+    models = sub.add_parser("models", help="the models: list them, install a model pack, build packs")
     models.add_argument(
-        "action", nargs="?", choices=["list"], default="list", help="list: one model per line, name first"
+        "action", nargs="?", choices=["list", "install", "pack"], default="list",
+        help="list: one model per line, name first, with where it comes from; install PACK.zip [--force]: "
+             "into the user's model folder; pack [NAME ...] --out DIR: build model packs (default: every model)",
     )
+    models.add_argument("items", nargs="*", metavar="PACK_OR_NAME", help="install: the pack; pack: model names")
+    models.add_argument("--force", action="store_true", help="install: replace an installed model with other files")
+    models.add_argument("--out", default="dist/models", help="pack: output folder (default dist/models)")
     diag = sub.add_parser("diagnostics", help="versions, devices and models of this interpreter")
     diag.add_argument("--json", action="store_true")
     sub.add_parser("worker", help="JSON-lines worker mode (one job on stdin)")
@@ -297,14 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             print(format_methods())
             return 0
         if a.command == "models":
-            from sarcoreg.models.registry import check_card, list_cards
-
-            for card in list_cards():
-                status = check_card(card)
-                state = "ok" if status["ok"] else f"BROKEN ({status['error']})"
-                size = card.inputs.get("patch_size", "?")
-                print(f"{card.name}\t{card.method}\tpatch {size}\t{state}\t{card.path}")
-            return 0
+            return models_main(a)
         if a.command == "diagnostics":
             from .diagnostics import collect, format_text
 

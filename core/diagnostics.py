@@ -69,10 +69,21 @@ def _onnxruntime() -> dict[str, Any]:
 
 
 def _models() -> list[dict[str, Any]]:
+    """Each model the lookup finds: whether it loads, and where it comes from (package / user / path folder)."""
+    from ..models.packs import installed_models
     from ..models.registry import check_card, scan_cards
 
     cards, skipped = scan_cards()
-    return [check_card(card) for card in cards] + [
+    where = {row["name"]: row for row in installed_models() if row["active"]}
+    rows = []
+    for card in cards:
+        row = check_card(card)
+        found = where.get(card.name, {})
+        row.update({k: found[k] for k in ("origin", "folder", "source") if k in found})
+        rows.append(row)
+    shadowed = [{"name": row["name"], "file": row["file"], "ok": True, "origin": row["origin"],
+                 "folder": row["folder"], "shadowed": True} for row in installed_models() if not row["active"]]
+    return rows + shadowed + [
         {"name": path.name, "file": str(path), "ok": False, "error": f"card skipped: {why}"} for path, why in skipped
     ]
 
@@ -81,7 +92,7 @@ def _methods(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every method of the catalog, and for a learned one whether its default model is there and loads."""
     from .methods import methods
 
-    state = {str(m.get("name")): m for m in models}
+    state = {str(m.get("name")): m for m in models if not m.get("shadowed")}
     rows = []
     for spec in methods():
         row: dict[str, Any] = {"name": spec.name, "kind": spec.kind, "learned": spec.learned,
@@ -131,14 +142,25 @@ def collect(progress: Progress | None = None) -> dict[str, Any]:
     return report
 
 
+def _model_state(m: dict[str, Any]) -> str:
+    """``loads (user: FOLDER)`` / ``FAILS: why (package: FOLDER)`` / ``shadowed ...`` for one model row."""
+    where = f" ({m.get('origin')}: {m.get('folder')})" if m.get("origin") else ""
+    if m.get("shadowed"):
+        return f"not used, a folder searched earlier has this name{where}"
+    return ("loads" if m.get("ok") else f"FAILS: {m.get('error')}") + where
+
+
 def format_text(report: dict[str, Any]) -> str:
     """A short plain-text rendering of :func:`collect`'s result."""
     lines = []
     for key, value in report.items():
         if key == "models":
-            lines.append(f"models: {len(value)} shipped")
+            from ..models.card import user_models_dir
+
+            lines.append(f"models: {sum(1 for m in value if not m.get('shadowed'))} found "
+                         f"(user model folder: {user_models_dir()})")
             for m in value:
-                lines.append(f"  {m.get('name')}: {'loads' if m.get('ok') else 'FAILS: ' + str(m.get('error'))}")
+                lines.append(f"  {m.get('name')}: {_model_state(m)}")
         elif key == "methods" and isinstance(value, list):
             lines.append(f"methods: {', '.join(str(m.get('name')) for m in value)}")
             for m in value:

@@ -116,6 +116,28 @@ def batch_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     return batch_from_params(params, progress)
 
 
+def install_model_pack_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Install a model pack into the user's model folder (see :mod:`sarcoreg.models.packs`).
+
+    Params:
+        pack (str): the pack (``NAME.zip``).
+        force (bool): replace an installed model of the same name with other files (default False).
+
+    Returns:
+        :meth:`~sarcoreg.models.packs.InstallResult.to_dict` (name, method, folder, status, files,
+        shadowed_by).
+    """
+    from ..models.packs import install_pack
+
+    progress.report(0.0, f"checking {params['pack']}")
+    result = install_pack(str(params["pack"]), force=bool(params.get("force", False)))
+    log.info("model %s (%s): %s in %s", result.name, result.method, result.status, result.folder)
+    if result.shadowed_by:
+        log.warning("a model called %s in %s is found first and is the one used", result.name, result.shadowed_by)
+    progress.report(1.0, result.status)
+    return result.to_dict()
+
+
 JOBS: dict[str, Job] = {
     "diagnostics": diagnostics_job,
     "selftest": selftest_job,
@@ -127,6 +149,7 @@ JOBS: dict[str, Job] = {
     "correspondence_map": correspondence_map_job,
     "train": train_job,
     "batch": batch_job,
+    "install_model_pack": install_model_pack_job,
 }
 
 

@@ -4,9 +4,17 @@ A card says what the model is and how to run it: method, file, input bands and s
 size, training data, measured metrics, checksum and licence. Nothing is ever downloaded: the
 file named by a card lies in its model folder or at a path the user gives.
 
-Model folders: ``models/`` of this package (the shipped models) first, then every folder listed
-in the environment variable ``SARCOREG_MODEL_PATH`` (separated like ``PATH``). Each holds
-``cards/*.json`` and the weight files; a card's relative ``file`` is relative to its folder.
+Model folders, searched in this order (a name found in several is taken from the first):
+
+1. ``models/`` of this package: the models of a checkout (the plugin zip leaves them out);
+2. the user's model folder (:func:`user_models_dir`: ``$SARCOREG_MODELS``, else
+   ``$XDG_DATA_HOME/sarcoreg/models``, else ``~/.local/share/sarcoreg/models``), where
+   ``sarcoreg models install PACK.zip`` puts each model pack in a folder of its own
+   (:mod:`sarcoreg.models.packs`);
+3. every folder listed in the environment variable ``SARCOREG_MODEL_PATH`` (separated like ``PATH``).
+
+Each model folder holds ``cards/*.json`` and the weight files; a card's relative ``file`` is
+relative to its folder.
 
 This module reads and finds cards only (numpy, torch and ONNX Runtime are not imported);
 loading a model is :func:`sarcoreg.models.registry.load`.
@@ -27,25 +35,76 @@ __all__ = [
     "MODELS_DIR",
     "MODEL_PATH_ENV",
     "ModelCard",
+    "USER_MODELS_ENV",
     "encoder_files",
     "find_card",
     "list_cards",
     "list_models",
     "model_folders",
+    "model_origin",
     "read_card",
     "save_card",
     "scan_cards",
     "sha256_of",
+    "user_models_dir",
 ]
 
 MODELS_DIR = Path(__file__).resolve().parent
 CARDS_DIR = MODELS_DIR / "cards"
 MODEL_PATH_ENV = "SARCOREG_MODEL_PATH"
+#: Environment variable naming the user's model folder (where model packs are installed).
+USER_MODELS_ENV = "SARCOREG_MODELS"
 _log = logging.getLogger("sarcoreg.models.registry")
+
+
+def user_models_dir() -> Path:
+    """The user's model folder, where model packs are installed (it need not exist yet).
+
+    ``$SARCOREG_MODELS`` when set, else ``$XDG_DATA_HOME/sarcoreg/models`` (default
+    ``~/.local/share/sarcoreg/models``).
+    """
+    explicit = os.environ.get(USER_MODELS_ENV, "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME", "").strip() or str(Path.home() / ".local" / "share")
+    return Path(data_home).expanduser() / "sarcoreg" / "models"
+
+
+def _installed_folders() -> list[Path]:
+    """The model folders inside the user's model folder.
+
+    The folder itself if it holds ``cards/``, then each subfolder (one per installed pack, named
+    after its model) that holds ``cards/``; hidden folders (installs in progress) are skipped.
+    """
+    root = user_models_dir()
+    if not root.is_dir():
+        return []
+    found = [root] if (root / "cards").is_dir() else []
+    found += [p for p in sorted(root.iterdir())
+              if not p.name.startswith(".") and p.name != "cards" and (p / "cards").is_dir()]
+    return found
+
+
 def model_folders() -> list[Path]:
-    """``models/`` first, then the folders in ``$SARCOREG_MODEL_PATH`` that exist."""
+    """``models/`` first, then the user's installed models, then the folders in ``$SARCOREG_MODEL_PATH``."""
     extra = [Path(p).expanduser() for p in os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep) if p.strip()]
-    return [MODELS_DIR] + [p for p in extra if p.is_dir()]
+    return [MODELS_DIR] + _installed_folders() + [p for p in extra if p.is_dir()]
+
+
+def model_origin(folder: Path) -> str:
+    """Where a model folder comes from.
+
+    Returns:
+        ``"package"`` (``models/``), ``"user"`` (in the user's model folder, see
+        :func:`user_models_dir`) or ``"path"`` (``$SARCOREG_MODEL_PATH`` or elsewhere).
+    """
+    folder = Path(folder).resolve()
+    if folder == MODELS_DIR:
+        return "package"
+    root = user_models_dir().expanduser().resolve()
+    if folder == root or root in folder.parents:
+        return "user"
+    return "path"
 
 
 @dataclass(frozen=True)
@@ -182,7 +241,7 @@ def read_card(path: Path) -> ModelCard:
 
 
 def list_models(cards_dir: Path | None = None) -> list[str]:
-    """Names of the shipped models (one card each), sorted."""
+    """Names of the known models (one card each, from every model folder), sorted."""
     return [c.name for c in list_cards(cards_dir)]
 
 
@@ -196,8 +255,8 @@ def find_card(name: str, cards_dir: Path | None = None) -> ModelCard:
     if name not in cards:
         known = ", ".join(sorted(cards)) or "none"
         raise ValueError(
-            f"unknown model '{name}'; known models: {known}. Give a .onnx / .pt path, or add the folder that "
-            f"holds the model's cards/ to {MODEL_PATH_ENV}"
+            f"unknown model '{name}'; known models: {known}. Give a .onnx / .pt path, install its model pack "
+            f"(sarcoreg models install PACK.zip), or add the folder that holds the model's cards/ to {MODEL_PATH_ENV}"
         )
     return cards[name]
 

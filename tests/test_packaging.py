@@ -89,3 +89,18 @@ def test_the_wheel_imports_every_package_from_itself(tmp_path: Path) -> None:
     outside = {n: f for n, f in out["files"].items() if not Path(f).resolve().is_relative_to(site.resolve())}
     assert not outside, f"imported from outside the wheel: {outside}"
     assert not any("editable" in f.lower() for f in out["finders"]), out["finders"]
+
+
+def test_the_plugin_zip_is_light_and_holds_no_weights(tmp_path: Path) -> None:
+    """``make zip``: the plugin, core, models code and training code; weights and cards ship as model packs."""
+    spec = importlib.util.spec_from_file_location("sarcoreg_build_zip", ROOT / "tools" / "build_plugin_zip.py")
+    assert spec is not None and spec.loader is not None
+    build_zip = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_zip)
+    out = build_zip.build(tmp_path / "sarcoreg.zip")
+    names = zipfile.ZipFile(out).namelist()
+    weights = [n for n in names if n.endswith((".onnx", ".pt", ".pth")) or n.startswith("sarcoreg/models/cards/")]
+    assert not weights, f"model files in the plugin zip: {weights}"
+    assert {"sarcoreg/metadata.txt", "sarcoreg/models/packs.py", "sarcoreg/models/card.py",
+            "sarcoreg/plugin/algorithms/install_model_pack.py"} <= set(names)
+    assert out.stat().st_size < 3 * 2**20, f"plugin zip {out.stat().st_size / 2**20:.1f} MiB"

@@ -1,7 +1,9 @@
 """Build the deployable QGIS plugin zip.
 
 The zip holds ``sarcoreg/`` with the plugin, core, models and training code, without the virtual
-environment, tests, benchmarks or data.
+environment, tests, benchmarks or data, and without model weights or cards: each model ships as a
+model pack (``make models`` builds them into ``dist/models/``; ``sarcoreg models install PACK.zip``
+or the Processing algorithm *Install model pack* installs one into the user's model folder).
 
     python tools/build_plugin_zip.py [--out build/sarcoreg.zip]
 """
@@ -18,6 +20,15 @@ FILES = ["metadata.txt", "__init__.py", "LICENSE", "README.md"]
 DIRS = ["plugin", "core", "models", "training"]
 SKIP_PARTS = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 SKIP_SUFFIXES = {".pyc", ".pyo"}
+#: Model weights and cards stay out of the plugin zip (they travel as model packs).
+WEIGHT_SUFFIXES = {".onnx", ".pt", ".pth", ".ckpt", ".safetensors", ".bin"}
+
+
+def _is_model_file(rel: Path) -> bool:
+    """Whether ``rel`` is a model weight file or card (left out: models ship as model packs)."""
+    if rel.suffix.lower() in WEIGHT_SUFFIXES:
+        return True
+    return rel.parts[:2] == ("models", "cards")
 
 
 def plugin_files() -> list[Path]:
@@ -26,7 +37,8 @@ def plugin_files() -> list[Path]:
     for d in DIRS:
         for p in sorted((ROOT / d).rglob("*")):
             rel = p.relative_to(ROOT)
-            if p.is_file() and not SKIP_PARTS & set(rel.parts) and p.suffix not in SKIP_SUFFIXES:
+            if p.is_file() and not SKIP_PARTS & set(rel.parts) and p.suffix not in SKIP_SUFFIXES \
+                    and not _is_model_file(rel):
                 out.append(rel)
     return out
 

@@ -14,6 +14,7 @@ def all_algorithms() -> list[QgsProcessingAlgorithm]:
     from .evaluate import EvaluateAlgorithm
     from .export_gcps import ExportGcpsAlgorithm
     from .extract_tiepoints import ExtractTiePointsAlgorithm
+    from .install_model_pack import InstallModelPackAlgorithm
     from .shared_layers import SharedLayersAlgorithm
     from .train_model import TrainModelAlgorithm
     from .warp_tiepoints import WarpWithTiePointsAlgorithm
@@ -29,4 +30,5 @@ def all_algorithms() -> list[QgsProcessingAlgorithm]:
         CorrespondenceMapAlgorithm(),
         TrainModelAlgorithm(),
         BatchCoregisterAlgorithm(),
+        InstallModelPackAlgorithm(),
     ]

@@ -24,7 +24,7 @@ class DiagnosticsAlgorithm(SarcoregAlgorithm):
     """Diagnostics of QGIS and of the worker environment.
 
     Reports QGIS / GDAL / PROJ / Python, the worker's interpreter, torch, ONNX Runtime and its
-    execution providers, CUDA devices and whether each shipped model loads.
+    execution providers, CUDA devices and whether each model loads, and where it comes from.
     """
 
     OUTPUT_HTML = "OUTPUT_HTML"
@@ -37,7 +37,8 @@ class DiagnosticsAlgorithm(SarcoregAlgorithm):
         "Checks the environment sarcoreg runs in and writes a report: QGIS, GDAL, PROJ and Python "
         "versions of QGIS; the worker's Python interpreter and its numpy, OpenCV, GDAL, torch and "
         "ONNX Runtime versions; ONNX Runtime execution providers; CUDA devices; and whether each "
-        "shipped model file is present, matches its checksum and loads.<br><br>"
+        "model file is present, matches its checksum and loads, and where it comes from (the plugin's "
+        "models/ folder, the user's model folder of installed model packs, or a model folder setting).<br><br>"
         "Run it first when something does not work, and attach the HTML report to bug reports. "
         "The worker interpreter is set in Settings > Options > Processing > Providers > "
         "SAR-Optical Co-registration."
@@ -92,9 +93,14 @@ class DiagnosticsAlgorithm(SarcoregAlgorithm):
                 value += "; execution providers: " + ", ".join(info.get("providers", []))
             rows.append((key, value))
         models = worker.get("models", [])
-        rows.append(("shipped models", ", ".join(str(m.get("name")) for m in models) or "none registered"))
+        rows.append(("shipped models", ", ".join(str(m.get("name")) for m in models if not m.get("shadowed"))
+                     or "none registered (install model packs: Models > Install model pack)"))
         for m in models:
-            rows.append((f"model {m.get('name')}", "loads" if m.get("ok") else f"FAILS: {m.get('error')}"))
+            where = f" ({m.get('origin')}: {m.get('folder')})" if m.get("origin") else ""
+            state = "loads" if m.get("ok") else f"FAILS: {m.get('error')}"
+            if m.get("shadowed"):
+                state = "not used, a folder searched earlier has this name"
+            rows.append((f"model {m.get('name')}", state + where))
         methods = worker.get("methods")
         if isinstance(methods, list):  # the worker's method catalog
             rows.append(("methods", ", ".join(str(m.get("name")) for m in methods)))
