@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     models.add_argument(
         "action", nargs="?", choices=["list", "install", "pack"], default="list",
         help="list: one model per line, name first, with where it comes from; install PACK.zip [--force]: "
-             "into the user's model folder; pack [NAME ...] --out DIR: build model packs (default: every model)",
+             "into the user's model folder; pack [NAME ...] --out DIR: build model packs (default: every model "
+             "in the package's models/)",
     )
     models.add_argument("items", nargs="*", metavar="PACK_OR_NAME", help="install: the pack; pack: model names")
     models.add_argument("--force", action="store_true", help="install: replace an installed model with other files")

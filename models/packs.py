@@ -184,12 +184,25 @@ def _entry(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def build_packs(out_dir: Path, names: list[str] | None = None) -> list[Path]:
-    """Build the pack of every model in the model folders (or of ``names``) into ``out_dir``."""
-    if names is None:
-        cards, _ = scan_cards()
-        names = [c.name for c in cards]
-    return [build_pack(name, out_dir) for name in names]
+def build_packs(out_dir: Path, names: list[str] | None = None, folder: Path | None = None) -> list[Path]:
+    """Build model packs into ``out_dir`` (``make models``).
+
+    Args:
+        out_dir: Where the packs go.
+        names: Models to pack, looked up by name in the model folders; default: every card of
+            ``folder``.
+        folder: The model folder whose cards are packed when no names are given (default the
+            package's ``models/``: the shipped models, not what the user has installed).
+
+    Returns:
+        The packs written.
+    """
+    if names:
+        return [build_pack(name, out_dir) for name in names]
+    from . import card as card_module
+
+    cards_dir = (folder or card_module.MODELS_DIR) / "cards"
+    return [build_pack(path, out_dir) for path in sorted(cards_dir.glob("*.json"))]
 
 
 # ----------------------------------------------------------------------------------------- reading

@@ -219,3 +219,19 @@ def test_cli_install_and_list(bnn_pack: Path, user_dir: Path, capsys: pytest.Cap
     out = user_dir.parent / "built"
     assert main(["models", "pack", MODEL, "--out", str(out)]) == 0
     assert (out / f"{MODEL}.zip").read_bytes() == bnn_pack.read_bytes()  # packs are reproducible
+
+
+def test_make_models_packs_the_package_folder_only(bnn_pack: Path, user_dir: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``make models`` (``build_packs`` without names): every card of models/, not the installed ones."""
+    from sarcoreg.models.packs import build_packs
+
+    install_pack(bnn_pack)  # an installed model is not packed again
+    package = tmp_path / "package"
+    (package / "cards").mkdir(parents=True)
+    raw = json.loads((MODELS_DIR / "cards" / f"{MODEL}.json").read_text(encoding="utf-8"))
+    raw.update(name="copy", file=str(MODELS_DIR / raw["file"]))
+    (package / "cards" / "copy.json").write_text(json.dumps(raw), encoding="utf-8")
+    monkeypatch.setattr(card_module, "MODELS_DIR", package)
+    assert [p.name for p in build_packs(tmp_path / "dist")] == ["copy.zip"]
+    assert read_pack(tmp_path / "dist" / "copy.zip")["files"][f"{MODEL}.onnx"]["sha256"] == raw["sha256"]
