@@ -33,7 +33,7 @@ log = logging.getLogger("sarcoreg.outputs")
 
 
 def _formats(wanted: list[str] | tuple[str, ...]) -> list[OutputFormat]:
-    """The formats of ``wanted``, in list order.
+    """The formats of ``wanted`` in writing order: list order, those marked ``last`` at the end.
 
     Raises:
         ValueError: A wanted key is not in the list.
@@ -42,7 +42,8 @@ def _formats(wanted: list[str] | tuple[str, ...]) -> list[OutputFormat]:
     unknown = sorted(set(wanted) - {f.key for f in formats})
     if unknown:
         raise ValueError(f"unknown outputs {unknown}; known: {', '.join(f.key for f in formats)}")
-    return [f for f in formats if f.key in wanted]
+    chosen = [f for f in formats if f.key in wanted]
+    return [f for f in chosen if not f.last] + [f for f in chosen if f.last]
 
 
 def write_outputs(out_dir: Path, artifacts: RunArtifacts, progress: Progress) -> dict[str, Path]:
@@ -59,7 +60,7 @@ def write_outputs(out_dir: Path, artifacts: RunArtifacts, progress: Progress) ->
         progress: Progress of the writing ("writing NAME" per format).
 
     Returns:
-        Output key -> written path, in list order.
+        Output key -> written path, in writing order.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     formats = _formats(artifacts.keys)
@@ -76,9 +77,8 @@ def write_outputs(out_dir: Path, artifacts: RunArtifacts, progress: Progress) ->
         pool = ThreadPoolExecutor(max_workers=len(threaded), thread_name_prefix="sarcoreg-output")
         running = [pool.submit(resolve(f.writer), artifacts, paths[f.key]) for f in threaded]
     try:
-        order = [f for f in formats if not f.last] + [f for f in formats if f.last]
-        for i, f in enumerate(order):
-            progress.report(i / len(order), f"writing {f.file_name}")
+        for i, f in enumerate(formats):
+            progress.report(i / len(formats), f"writing {f.file_name}")
             if f.own_thread:
                 continue  # being written by its thread; waited for below
             if f.last:

@@ -45,6 +45,7 @@ from qgis.core import (
 )
 
 from ...core.methods import DEFAULT_METHOD, get_method, method_names
+from ...core.output_formats import OUTPUT_NAMES, OutputFormat, output_formats
 from ..worker_bridge import run_worker_job
 from .base import SarcoregAlgorithm
 
@@ -71,12 +72,11 @@ DEFAULTS: dict[str, Any] = {
     "ransac_threshold_px": 2.0,
     "seed": 0,
 }
-#: Name of the co-registered raster in the worker's output folder (``OUTPUT_NAMES``).
-COREGISTERED_NAME = "coregistered.tif"
-#: Files the worker writes into the output folder (``OUTPUT_NAMES``; a test checks they agree):
-#: none of them may be an input.
-FOLDER_FILES = ("coregistered.tif", "tiepoints.gpkg", "gcps.points", "gcps.vrt", "shifts.tif", "report.json",
-                "report.html")
+#: Name of the co-registered raster in the worker's output folder.
+COREGISTERED_NAME = OUTPUT_NAMES["coregistered"]
+#: Files of the built-in output set (an algorithm checks the whole list, registered formats too,
+#: against its inputs: :meth:`CoregisterAlgorithm.initAlgorithm`).
+FOLDER_FILES = tuple(OUTPUT_NAMES.values())
 TIEPOINT_LAYER = "tiepoints"
 
 _HELP = """
@@ -150,7 +150,7 @@ Left empty, they go to a temporary folder.</li>
 error that gives the reasons and writes nothing); <b>REASONS</b>: what was wrong and what to do, one
 per line; <b>RMSE_CV_PX</b>: the cross-validated check-point error (each tie point predicted by a
 fit without it), the honest accuracy estimate.</li>
-<li><b>REPORT_HTML</b>: the HTML report; <b>POINTS_FILE</b>: the Georeferencer .points file.</li>
+{format_outputs}
 </ul>
 """
 
@@ -183,6 +183,8 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
     OUTPUT_TIEPOINTS = "OUTPUT_TIEPOINTS"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     _folder_files = {OUTPUT_FOLDER: FOLDER_FILES}
+    #: Output keys of the set this algorithm's worker job writes (None: every format of the list).
+    _writes: tuple[str, ...] | None = None
     RMSE_PX = "RMSE_PX"
     RMSE_MAP = "RMSE_MAP"
     N_TIEPOINTS = "N_TIEPOINTS"
@@ -198,6 +200,29 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
     _group = "Co-registration"
     _group_id = "coregistration"
     _help = _HELP
+
+    def _formats_with_outputs(self) -> list[OutputFormat]:
+        """The formats this algorithm writes that have a Processing output, in list order."""
+        return [f for f in output_formats()
+                if f.processing is not None and (self._writes is None or f.key in self._writes)]
+
+    def _add_format_outputs(self) -> None:
+        """One Processing output per written format that declares one (the output-format list)."""
+        for f in self._formats_with_outputs():
+            assert f.processing is not None
+            kind = QgsProcessingOutputHtml if f.processing.kind == "html" else QgsProcessingOutputFile
+            self.addOutput(kind(f.processing.name, self.tr(f.processing.description)))
+
+    def _format_results(self, outputs: dict[str, str]) -> dict[str, str]:
+        """Processing output name -> written path ("" when not written) of :meth:`_add_format_outputs`."""
+        return {f.processing.name: outputs.get(f.key, "") for f in self._formats_with_outputs()
+                if f.processing is not None}
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        """The help, with one line per Processing output of the output-format list."""
+        lines = "\n".join(f"<li><b>{f.processing.name}</b>: {f.processing.description} ({f.file_name}).</li>"
+                          for f in self._formats_with_outputs() if f.processing is not None)
+        return self.tr(self._help).replace("{format_outputs}", lines)
 
     def tags(self) -> list[str]:
         """Search words of the toolbox."""
@@ -221,6 +246,8 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
     # ----------------------------------------------------------------------------- parameters
     def initAlgorithm(self, config: Any = None) -> None:  # noqa: N802
         """Declare the parameters and outputs."""
+        # Every file of the set, registered formats too, is checked against the inputs.
+        self._folder_files = {self.OUTPUT_FOLDER: tuple(f.file_name for f in output_formats())}
         self.addParameter(QgsProcessingParameterRasterLayer(self.REFERENCE, self.tr("Reference raster (optical)")))
         self.addParameter(QgsProcessingParameterRasterLayer(self.TARGET, self.tr("Target raster (SAR) to co-register")))
         self.addParameter(
@@ -343,8 +370,7 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.N_TIEPOINTS, self.tr("Number of usable tie points")))
         self.addOutput(QgsProcessingOutputNumber(self.N_INLIERS, self.tr("Number of inliers of the fit")))
         self._add_verdict_outputs()
-        self.addOutput(QgsProcessingOutputHtml(self.REPORT_HTML, self.tr("Co-registration report")))
-        self.addOutput(QgsProcessingOutputFile(self.POINTS_FILE, self.tr("QGIS Georeferencer GCP file (.points)")))
+        self._add_format_outputs()  # REPORT_HTML, POINTS_FILE, REPORT_JSON ...
 
     def _add_verdict_outputs(self) -> None:
         """STATUS, REASONS and RMSE_CV_PX (shared with Extract tie points)."""
@@ -498,8 +524,7 @@ class CoregisterAlgorithm(SarcoregAlgorithm):
             self.RMSE_MAP: _number(report.get("rmse_map")),
             self.N_TIEPOINTS: _number(report.get("n_tiepoints")),
             self.N_INLIERS: _number(report.get("n_inliers")),
-            self.REPORT_HTML: outputs.get("report_html", ""),
-            self.POINTS_FILE: outputs.get("points", ""),
+            **self._format_results(outputs),
             **verdict,
         }
         if outputs.get("tiepoints"):

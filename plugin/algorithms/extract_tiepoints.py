@@ -16,7 +16,6 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
-    QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSink,
     QgsProcessingUtils,
@@ -56,6 +55,8 @@ class ExtractTiePointsAlgorithm(CoregisterAlgorithm):
     #: The tie points are this algorithm's main output.
     OUTPUT_TIEPOINTS = "OUTPUT"
     REPORT_JSON = "REPORT_JSON"
+    #: The worker writes only these outputs of the set (their Processing outputs come from the list).
+    _writes = ("tiepoints", "report_json")
     _name = "extracttiepoints"
     _display = "Extract tie points"
     _group = "Tie points"
@@ -88,14 +89,14 @@ class ExtractTiePointsAlgorithm(CoregisterAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.N_TIEPOINTS, self.tr("Number of usable tie points")))
         self.addOutput(QgsProcessingOutputNumber(self.N_INLIERS, self.tr("Number of inliers of the fit")))
         self._add_verdict_outputs()
-        self.addOutput(QgsProcessingOutputFile(self.REPORT_JSON, self.tr("Run report (JSON)")))
+        self._add_format_outputs()  # REPORT_JSON
 
     def processAlgorithm(  # noqa: N802
         self, parameters: Any, context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict[str, Any]:
         """Run the engine in the worker (tie points and report only), then fill the sink."""
         job = self._resolve(parameters, context)
-        options = dict(job["options"], write_outputs=["tiepoints", "report_json"])
+        options = dict(job["options"], write_outputs=list(self._writes or ()))
         out_dir = QgsProcessingUtils.generateTempFilename("sarcoreg_extract")
         feedback.pushInfo(f"Reference: {job['reference']}\nTarget: {job['target']}")
         result = run_worker_job(
@@ -118,13 +119,12 @@ class ExtractTiePointsAlgorithm(CoregisterAlgorithm):
         if not outputs.get("tiepoints"):
             raise QgsProcessingException("the worker wrote no tie points")
         sink_id = self._copy_tiepoints(parameters, context, outputs["tiepoints"], job["reference_crs"])
-        report_json = outputs.get("report_json", "")
         return {
             self.OUTPUT_TIEPOINTS: sink_id,
             self.RMSE_PX: _number(report.get("rmse_px")),
             self.RMSE_MAP: _number(report.get("rmse_map")),
             self.N_TIEPOINTS: _number(report.get("n_tiepoints")),
             self.N_INLIERS: _number(report.get("n_inliers")),
-            self.REPORT_JSON: report_json,
+            **self._format_results(outputs),
             **verdict,
         }
