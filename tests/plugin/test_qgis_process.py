@@ -84,3 +84,34 @@ def test_development_checkout_through_qgis_pluginpath(tmp_path: Path, worker_pyt
     assert _run(["plugins", "enable", "sarcoreg"], env).returncode == 0
     listing = _run(["list"], env)
     assert "sarcoreg:diagnostics" in listing.stdout
+
+
+def test_zip_without_weights_installs_a_model_pack_under_qgis_process(plugin_zip: Path, tmp_path: Path,
+                                                                      worker_python: str) -> None:
+    """The light zip has no models; *Install model pack* adds one that the worker then finds by name."""
+    from sarcoreg.models.packs import build_pack
+
+    names = zipfile.ZipFile(plugin_zip).namelist()
+    assert not [n for n in names if n.endswith(".onnx") or "/models/cards/" in n]
+    config = tmp_path / "qgis-config"
+    plugins = config / "profiles" / "default" / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    zipfile.ZipFile(plugin_zip).extractall(plugins)
+    env = _qgis_env(config, worker_python)
+    env["SARCOREG_MODELS"] = str(tmp_path / "user-models")
+    env.pop("SARCOREG_MODEL_PATH", None)
+    assert _run(["plugins", "enable", "sarcoreg"], env).returncode == 0
+    pack = build_pack("bnn-sar-optical", tmp_path / "packs")
+
+    run = _run(["run", "sarcoreg:installmodelpack", "--json", "--", f"PACK={pack}"], env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(run.stdout[run.stdout.index("{"):])["results"]
+    assert results["STATUS"] == "installed" and results["MODEL_NAME"] == "bnn-sar-optical"
+    assert Path(results["MODEL_FOLDER"]) == tmp_path / "user-models" / "bnn-sar-optical"
+
+    run = _run(["run", "sarcoreg:diagnostics", "--json"], env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout[run.stdout.index("{"):])["results"]["REPORT"]
+    assert f"model bnn-sar-optical: loads (user: {tmp_path / 'user-models' / 'bnn-sar-optical'})" in report
+    assert "\nmodel shared-v2:" not in report  # the zip's package models/ has no cards
+    assert "default model shared-v2: not installed" in report
