@@ -1,53 +1,19 @@
-"""What a shared-modality model is: its configuration and the U-Net it is built from.
+"""What a shared-modality model is: its configuration (and, re-exported, the U-Net it is built from).
 
-Kept apart from :mod:`.shared_modality` (inference, ONNX, checkpoints) and :mod:`.shared_nets`
-(the torch module of both networks) so that both can use it without importing each other.
-Importing this module needs neither torch nor segmentation-models-pytorch (:func:`build_unet`
-imports them when called).
+Kept apart from :mod:`.shared_modality` (inference, ONNX, checkpoints) and
+:mod:`.nets.shared` (the torch module of both networks) so that both can use it without importing
+each other. The U-Net itself is :func:`sarcoreg.models.nets.unet.build_unet`. Importing this
+module needs neither torch nor segmentation-models-pytorch.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from torch import nn
+from .nets.unet import ENCODER, build_unet
 
 __all__ = ["ENCODER", "SharedConfig", "build_unet"]
-
-#: Encoder of every U-Net (random initialisation).
-ENCODER = "efficientnet-b0"
-
-
-def build_unet(in_channels: int, out_channels: int = 3, sigmoid: bool = True) -> nn.Module:
-    """One transform network: U-Net, EfficientNet-B0 encoder (random init), 5 levels, scSE decoder.
-
-    Args:
-        in_channels: Input bands ``C``.
-        out_channels: Output channels (``K`` for a forward network, ``C`` for an inverse one).
-        sigmoid: Put a sigmoid at the end (forward networks: output in (0, 1)); the inverse
-            networks of criterion v1 have none.
-
-    Returns:
-        A module mapping ``(B, in_channels, H, W)`` to ``(B, out_channels, H, W)``; ``H`` and
-        ``W`` must be multiples of 32. With ``sigmoid`` it is ``nn.Sequential(unet, Sigmoid)``
-        (state-dict keys ``0.*``), without it the bare ``smp.Unet``.
-    """
-    import segmentation_models_pytorch as smp
-    from torch import nn
-
-    if in_channels < 1 or out_channels < 1:
-        raise ValueError(f"channels must be >= 1, got in={in_channels}, out={out_channels}")
-    unet = smp.Unet(
-        encoder_name=ENCODER,
-        encoder_weights=None,
-        encoder_depth=5,
-        decoder_attention_type="scse",
-        in_channels=in_channels,
-        classes=out_channels,
-    )
-    return nn.Sequential(unet, nn.Sigmoid()) if sigmoid else unet
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,8 @@ MULTIPLE = 32
 MODALITIES = ("sar", "optical")
 
 def make_nets(config: SharedConfig) -> nn.Module:
-    """The networks of ``config`` as one :class:`~sarcoreg.models.shared_nets.SharedModalityNets`."""
-    from .shared_nets import SharedModalityNets
+    """The networks of ``config`` as one :class:`~sarcoreg.models.nets.shared.SharedModalityNets`."""
+    from .nets.shared import SharedModalityNets
 
     return SharedModalityNets(config)
 
@@ -72,7 +72,7 @@ def make_nets(config: SharedConfig) -> nn.Module:
 def __getattr__(name: str) -> Any:
     """Lazy attribute ``SharedModalityNets`` (torch is imported on first access only)."""
     if name == "SharedModalityNets":
-        from .shared_nets import SharedModalityNets
+        from .nets.shared import SharedModalityNets
 
         return SharedModalityNets
     raise AttributeError(name)
