@@ -13,8 +13,22 @@ Model folders, searched in this order (a name found in several is taken from the
    (:mod:`sarcoreg.models.packs`);
 3. every folder listed in the environment variable ``SARCOREG_MODEL_PATH`` (separated like ``PATH``).
 
-Each model folder holds ``cards/*.json`` and the weight files; a card's relative ``file`` is
+Each model folder holds ``cards/*.json`` and the weight files; a card's relative file paths are
 relative to its folder.
+
+Card layout (what :func:`save_card` writes)::
+
+    {"name": "bnn-sar-optical", "method": "bnn",
+     "files": {"main": {"path": "bnn-sar-optical.onnx", "sha256": "d9bf..."},
+               "optical_encoder": {"path": "...", "sha256": "..."}},
+     "licence": "...", "inputs": {...}, "training": {...}, "metrics": {...}, "notes": "..."}
+
+``files`` names every weight file by its role (``main`` always; the AAE's ``optical_encoder`` /
+``sar_encoder``, the shared-modality model's ``optical``), each with its SHA-256. Cards written
+before this layout (``file`` + ``sha256`` for the main file, ``extra_files`` + ``extra_sha256``
+for the others) are read the same way; :mod:`.card_upgrade` rewrites them. ``inputs`` is free
+JSON for people; :class:`CardInputs` (:attr:`ModelCard.input_spec`) is the typed reading of it
+that loaders and checks use.
 
 This module reads and finds cards only (numpy, torch and ONNX Runtime are not imported);
 loading a model is :func:`sarcoreg.models.registry.load`.
@@ -32,8 +46,11 @@ from typing import Any
 
 __all__ = [
     "CARDS_DIR",
+    "CardFile",
+    "CardInputs",
     "MODELS_DIR",
     "MODEL_PATH_ENV",
+    "ModalityInput",
     "ModelCard",
     "USER_MODELS_ENV",
     "encoder_files",
@@ -42,10 +59,13 @@ __all__ = [
     "list_models",
     "model_folders",
     "model_origin",
+    "parse_inputs",
+    "raw_files",
     "read_card",
     "save_card",
     "scan_cards",
     "sha256_of",
+    "typed_layout",
     "user_models_dir",
 ]
 
@@ -108,8 +128,119 @@ def model_origin(folder: Path) -> str:
 
 
 @dataclass(frozen=True)
+class CardFile:
+    """One weight file of a model.
+
+    Attributes:
+        path: The file (absolute once the card has been read from its model folder).
+        sha256: Its expected SHA-256 (hex); empty = not checked.
+    """
+
+    path: Path
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class ModalityInput:
+    """What a model takes from one modality.
+
+    Attributes:
+        bands: Band names in input order (``("gray",)`` for the one-band patch models, ``("VV",)``,
+            ``("R", "G", "B")`` ...); their number is the input channels of that branch.
+        scaling: How the values must be prepared (free text from the card, e.g. "dB, stretched").
+    """
+
+    bands: tuple[str, ...]
+    scaling: str = ""
+
+
+@dataclass(frozen=True)
+class CardInputs:
+    """The typed reading of a card's ``inputs`` (:func:`parse_inputs`).
+
+    Exactly one of ``patch_size`` (patch and descriptor models: inputs ``(N, C, P, P)``) and
+    ``multiple`` (whole-image models: inputs ``(B, C, H, W)`` with ``H``, ``W`` multiples of it) is set.
+
+    Attributes:
+        optical: The reference / optical input.
+        sar: The target / SAR (or NIR) input.
+        patch_size: ``P`` of a patch model, else None.
+        multiple: The size multiple of an image model, else None.
+        output_channels: ``K`` of an image model's outputs (None for patch models: one score per pair).
+    """
+
+    optical: ModalityInput
+    sar: ModalityInput
+    patch_size: int | None = None
+    multiple: int | None = None
+    output_channels: int | None = None
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"inputs.{what} must be a positive whole number, got {value!r}")
+    return value
+
+
+def _bands(value: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(b, str) and b for b in value):
+        raise ValueError(f"inputs.{what} must be a non-empty list of band names, got {value!r}")
+    return tuple(value)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True) if value else ""
+
+
+def parse_inputs(inputs: dict[str, Any]) -> CardInputs:
+    """Read a card's ``inputs`` into :class:`CardInputs`, checking what loaders rely on.
+
+    Two kinds of ``inputs`` are known:
+
+    * whole-image models (``sar_bands`` / ``optical_bands``, or ``sar.bands`` / ``optical.bands``):
+      bands per modality, ``channels`` = ``K`` of the outputs, ``multiple`` (default 32), scaling
+      from ``scale.<modality>`` or ``<modality>.scaling``;
+    * patch models (``patch_size``): one band per patch (``channels`` 1; band names from
+      ``optical_bands`` / ``sar_bands`` when given, else ``gray``), scaling from ``scaling``.
+
+    Raises:
+        ValueError: A field missing or of the wrong kind; the message names it.
+    """
+    if not isinstance(inputs, dict):
+        raise ValueError(f"inputs must be a JSON object, got {type(inputs).__name__}")
+    scale: dict[str, Any] = inputs["scale"] if isinstance(inputs.get("scale"), dict) else {}
+    sections: dict[str, dict[str, Any]] = {m: inputs[m] if isinstance(inputs.get(m), dict) else {}
+                                           for m in ("optical", "sar")}
+    if "patch_size" in inputs:
+        size = _positive_int(inputs["patch_size"], "patch_size")
+        channels = _positive_int(inputs.get("channels", 1), "channels")
+        if channels != 1:
+            raise ValueError(f"inputs.channels of a patch model must be 1 (patches (N, 1, P, P)), got {channels}")
+        common = _text(inputs.get("scaling"))
+        per = {m: ModalityInput(_bands(inputs.get(f"{m}_bands", ["gray"]), f"{m}_bands"),
+                                _text(sections[m].get("scaling")) or common) for m in ("optical", "sar")}
+        for m, spec in per.items():
+            if len(spec.bands) != channels:
+                raise ValueError(f"inputs.{m}_bands names {len(spec.bands)} bands, a patch model takes {channels}")
+        return CardInputs(per["optical"], per["sar"], patch_size=size)
+    per = {}
+    for m in ("optical", "sar"):
+        raw = inputs.get(f"{m}_bands", sections[m].get("bands"))
+        if raw is None:
+            raise ValueError(f"inputs need patch_size (a patch model) or {m}_bands (an image model)")
+        per[m] = ModalityInput(_bands(raw, f"{m}_bands"), _text(sections[m].get("scaling") or scale.get(m)))
+    return CardInputs(per["optical"], per["sar"], multiple=_positive_int(inputs.get("multiple", 32), "multiple"),
+                      output_channels=_positive_int(inputs.get("channels", 3), "channels"))
+
+
+@dataclass(frozen=True)
 class ModelCard:
-    """Metadata of one shipped model (see the module docstring)."""
+    """Metadata of one model (see the module docstring for the JSON layout).
+
+    The constructor takes the main file as ``file`` / ``sha256`` and the others as ``extra_files`` /
+    ``extra_sha256`` (role -> path, role -> SHA-256), as the card writers of ``training/`` call it;
+    :attr:`files` is the typed view of all of them and :meth:`to_dict` writes the ``files`` layout.
+    """
 
     name: str
     method: str
@@ -129,12 +260,21 @@ class ModelCard:
         p = Path(self.file)
         return p if p.is_absolute() else MODELS_DIR / p
 
+    @property
+    def files(self) -> dict[str, CardFile]:
+        """Every weight file by role (``main`` first): role -> :class:`CardFile` (absolute path, SHA-256)."""
+        return {role: CardFile(path, digest) for role, (path, digest) in self.all_files().items()}
+
+    @property
+    def input_spec(self) -> CardInputs:
+        """The typed :class:`CardInputs` of :attr:`inputs` (:func:`parse_inputs`; raises ValueError)."""
+        return parse_inputs(self.inputs)
+
     def file_for(self, role: str) -> Path:
         """Absolute path of the weight file playing ``role`` (``"main"`` is :attr:`file`).
 
         Models made of several networks (the AAE's two encoders, the shared-modality SAR and
-        optical U-Nets) name their other files in ``extra_files`` (role -> path, relative to the
-        model folder) with one checksum each in ``extra_sha256``.
+        optical U-Nets) have one file per role, each with its own checksum.
 
         Raises:
             ValueError: The card has no file for ``role``; the message lists the roles it has.
@@ -147,6 +287,10 @@ class ModelCard:
         p = Path(self.extra_files[role])
         return p if p.is_absolute() else MODELS_DIR / p
 
+    def sha256_for(self, role: str) -> str:
+        """The expected SHA-256 of the ``role`` file (empty: not checked)."""
+        return self.sha256 if role == "main" else self.extra_sha256.get(role, "")
+
     def all_files(self) -> dict[str, tuple[Path, str]]:
         """Every weight file of the model: role -> (absolute path, expected SHA-256)."""
         out = {"main": (self.path, self.sha256)}
@@ -155,8 +299,72 @@ class ModelCard:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """The card as written to JSON."""
-        return asdict(self)
+        """The card as written to JSON (the ``files`` layout; paths as given, relative or absolute)."""
+        data = asdict(self)
+        return typed_layout(data)
+
+
+_LEGACY_FILE_KEYS = ("file", "sha256", "extra_files", "extra_sha256")
+
+
+def typed_layout(raw: dict[str, Any]) -> dict[str, Any]:
+    """A card's JSON object in the ``files`` layout (a card already in it is returned as a copy).
+
+    ``file`` / ``sha256`` become ``files.main``, ``extra_files`` / ``extra_sha256`` the other roles;
+    every other field is kept, in the order: name, method, files, then the rest as they were.
+    """
+    if "files" in raw:
+        return dict(raw)
+    files = {"main": {"path": raw.get("file", ""), "sha256": raw.get("sha256", "")}}
+    extra_sha = dict(raw.get("extra_sha256") or {})
+    for role, path in dict(raw.get("extra_files") or {}).items():
+        files[role] = {"path": path, "sha256": extra_sha.get(role, "")}
+    head: dict[str, Any] = {k: raw[k] for k in ("name", "method") if k in raw}
+    rest = {k: v for k, v in raw.items() if k not in head and k not in _LEGACY_FILE_KEYS}
+    return {**head, "files": files, **rest}
+
+
+def raw_files(raw: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Role -> (path as written, SHA-256 as written) of a card's JSON object, in either layout.
+
+    Values are returned unchecked (a damaged card may hold anything); :func:`read_card` checks them.
+    """
+    if "files" in raw:
+        files = raw["files"]
+        if not isinstance(files, dict):
+            return {"main": (None, None)}
+        return {str(role): (e.get("path"), e.get("sha256", "")) if isinstance(e, dict) else (None, None)
+                for role, e in files.items()}
+    extra_sha: dict[str, Any] = raw["extra_sha256"] if isinstance(raw.get("extra_sha256"), dict) else {}
+    out: dict[str, tuple[Any, Any]] = {"main": (raw.get("file"), raw.get("sha256", ""))}
+    extra: dict[str, Any] = raw["extra_files"] if isinstance(raw.get("extra_files"), dict) else {}
+    out.update({str(role): (path, extra_sha.get(role, "")) for role, path in extra.items()})
+    return out
+
+
+def _legacy_layout(data: dict[str, Any]) -> dict[str, Any]:
+    """The constructor fields of :class:`ModelCard` from a card's JSON object in either layout.
+
+    Raises:
+        ValueError: Both layouts at once, or a ``files`` entry that is not ``{path, sha256}`` text.
+    """
+    if "files" not in data:
+        return dict(data)
+    clash = [k for k in _LEGACY_FILE_KEYS if k in data]
+    if clash:
+        raise ValueError(f"card has both 'files' and {', '.join(clash)}; keep one layout")
+    files = data["files"]
+    if not isinstance(files, dict) or "main" not in files:
+        raise ValueError("field files must be an object with a 'main' entry")
+    for role, entry in files.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"] \
+                or not isinstance(entry.get("sha256", ""), str):
+            raise ValueError(f"files.{role} must be {{\"path\": text, \"sha256\": text}}")
+    out = {k: v for k, v in data.items() if k != "files"}
+    out["file"], out["sha256"] = files["main"]["path"], files["main"].get("sha256", "")
+    out["extra_files"] = {r: e["path"] for r, e in files.items() if r != "main"}
+    out["extra_sha256"] = {r: e.get("sha256", "") for r, e in files.items() if r != "main"}
+    return out
 
 
 def sha256_of(path: Path) -> str:
@@ -169,8 +377,12 @@ def sha256_of(path: Path) -> str:
 
 
 def save_card(card: ModelCard | dict[str, Any], folder: Path) -> Path:
-    """Write a card as ``folder/cards/<name>.json`` (the folder's ``cards/`` is created); returns its path."""
-    data = card.to_dict() if isinstance(card, ModelCard) else card
+    """Write a card as ``folder/cards/<name>.json`` (the folder's ``cards/`` is created); returns its path.
+
+    The card is written in the ``files`` layout (a JSON object in the old layout is converted by
+    :func:`typed_layout`), so every card writer produces the same layout.
+    """
+    data = card.to_dict() if isinstance(card, ModelCard) else typed_layout(card)
     (folder / "cards").mkdir(exist_ok=True)
     path = folder / "cards" / f"{data['name']}.json"
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
@@ -214,7 +426,7 @@ def scan_cards(cards_dir: Path | None = None) -> tuple[list[ModelCard], list[tup
 
 
 def read_card(path: Path) -> ModelCard:
-    """One card file, with its relative file paths made absolute (relative to its model folder).
+    """One card file (either layout), with its relative file paths made absolute (relative to its model folder).
 
     Raises:
         ValueError: Not valid JSON, not a JSON object, or a field missing / of the wrong kind.
@@ -222,6 +434,7 @@ def read_card(path: Path) -> ModelCard:
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"not a card (a JSON object), but a JSON {type(data).__name__}")
+    data = _legacy_layout(data)
     missing = [k for k in ("name", "method", "file") if not isinstance(data.get(k), str) or not data.get(k)]
     if missing:
         raise ValueError(f"field(s) {', '.join(missing)} missing or not text")

@@ -7,7 +7,7 @@ evaluation per window). Two back ends with the same interface:
 * :class:`OnnxDescriptorModel`: two ONNX graphs (input ``x`` ``(N, 1, P, P)`` float32 ->
   ``descriptor`` ``(N, D)``), run by ONNX Runtime; torch is never imported.
 * :class:`TorchDescriptorModel`: a torch module with ``embed_optical`` / ``embed_sar``
-  (e.g. :class:`sarcoreg.models.aae.AAEInference`), on CPU or CUDA.
+  (e.g. :class:`sarcoreg.models.nets.aae.AAEInference`), on CPU or CUDA.
 
 :func:`load_descriptor_model` resolves a card name, a pair-model ``.onnx`` (whose encoder graphs
 lie next to it, see :func:`sarcoreg.models.card.encoder_files`) or a ``.pt`` file.
@@ -144,7 +144,7 @@ class TorchDescriptorModel(TorchBackend, DescriptorModel):
     """A torch module with ``embed_optical`` / ``embed_sar`` (inputs ``(N, 1, P, P)``).
 
     Args:
-        module: E.g. :class:`sarcoreg.models.aae.AAEInference`.
+        module: E.g. :class:`sarcoreg.models.nets.aae.AAEInference`.
         patch_size: ``P``.
         name: Model name.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
@@ -180,7 +180,8 @@ def load_descriptor_model(name_or_path: str | Path, device: str = "auto", backen
         name_or_path: A card name (its file is the pair model; the encoder graphs are the card's
             ``extra_files`` ``optical_encoder`` / ``sar_encoder``, checksummed, or else lie next to it),
             a pair-model ``.onnx`` path (same rule), or a ``.pt`` state dict / checkpoint of
-            :class:`sarcoreg.models.aae.DualAAE` (torch back end).
+            :class:`sarcoreg.models.nets.aae.DualAAE` (torch back end; the network comes from the
+            descriptor loader of the method the checkpoint names, :mod:`.loaders`).
         device: ``auto``, ``cpu`` or ``cuda``.
         backend: ``auto`` (by file type), ``onnx`` or ``torch``.
         batch_size: Patches per back-end call.
@@ -215,22 +216,20 @@ def load_descriptor_model(name_or_path: str | Path, device: str = "auto", backen
                                                              batch_size=batch_size), path, expected_size)
     if backend == "onnx":
         raise ValueError(f"{path} is a torch file; export it to ONNX first or use backend='torch'")
-    from .aae import AAEInference, aae_from_state_dict
+    from .loaders import loader_for, weights_method
     from .safe_load import ModelFileError, load_torch_weights
 
-    state = load_torch_weights(path)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: not a state dict (it holds a {type(state).__name__})")
+    method, state, _ = weights_method(load_torch_weights(path), path)
+    build = loader_for(method).descriptor
+    if build is None:
+        raise ModelFileError(f"model file {path}: a '{method}' model has no descriptor encoders")
     try:
-        net = aae_from_state_dict(state)
-    except (KeyError, IndexError, TypeError, RuntimeError) as exc:  # not AAE weights, or of another shape
+        module, size = build(state)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:  # weights of another shape
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"model file {path}: not the weights of an AAE descriptor model ({first})") from None
-    return validate_descriptor_model(TorchDescriptorModel(AAEInference(net), net.config.patch_size, name=name,
-                                                          device=device, batch_size=batch_size), path,
-                                     expected_size)
+    return validate_descriptor_model(TorchDescriptorModel(module, size, name=name, device=device,
+                                                          batch_size=batch_size), path, expected_size)
 
 
 def validate_descriptor_model(model: DescriptorModel, path: Path, expected_size: int | None = None) -> DescriptorModel:

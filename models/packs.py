@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .card import ModelCard, model_folders, model_origin, read_card, scan_cards, user_models_dir
+from .card import ModelCard, model_folders, model_origin, raw_files, read_card, scan_cards, user_models_dir
 
 __all__ = [
     "MANIFEST",
@@ -151,10 +151,13 @@ def build_pack(card: str | Path, out_dir: Path) -> Path:
                             f"({digest[:12]} != {expected[:12]})")
         files[arcname] = (path, digest)
     roles = {role: path.name for role, (path, _) in parsed.all_files().items()}
-    raw["file"] = roles.pop("main")
-    raw["sha256"] = files[raw["file"]][1]
-    raw["extra_files"] = roles
-    raw["extra_sha256"] = {role: files[arcname][1] for role, arcname in roles.items()}
+    if "files" in raw:  # the card's own layout is kept, with plain file names and their checksums
+        raw["files"] = {role: {"path": arc, "sha256": files[arc][1]} for role, arc in roles.items()}
+    else:
+        raw["file"] = roles.pop("main")
+        raw["sha256"] = files[raw["file"]][1]
+        raw["extra_files"] = roles
+        raw["extra_sha256"] = {role: files[arcname][1] for role, arcname in roles.items()}
     card_bytes = (json.dumps(raw, indent=1) + "\n").encode("utf-8")
     card_arc = f"cards/{parsed.name}.json"
     manifest = {
@@ -321,10 +324,11 @@ def _check_card(folder: Path, manifest: dict[str, Any], pack: Path) -> ModelCard
     if len(cards) != 1:
         raise PackError(f"{pack}: a model pack holds exactly one card in cards/, this one {len(cards)}")
     raw = json.loads(cards[0].read_text(encoding="utf-8"))
-    for label, value in [("file", raw.get("file")), *(("extra_files." + k, v) for k, v in
-                                                      dict(raw.get("extra_files") or {}).items())]:
+    if not isinstance(raw, dict):
+        raise PackError(f"{pack}: its card is not a JSON object")
+    for role, (value, _) in raw_files(raw).items():
         if not isinstance(value, str):
-            raise PackError(f"{pack}: card field {label} is not a file name")
+            raise PackError(f"{pack}: the card's {role} file is not a file name")
         _safe_name(value)
     try:
         card = read_card(cards[0])

@@ -25,6 +25,7 @@ from .card import (
     scan_cards,
     sha256_of,
 )
+from .loaders import loader_for, weights_method
 
 if TYPE_CHECKING:
     from .patch_model import PatchModel
@@ -40,6 +41,7 @@ __all__ = [
     "list_cards",
     "list_models",
     "load",
+    "load_card",
     "model_folders",
     "read_card",
     "save_card",
@@ -71,41 +73,24 @@ def check_card(card: ModelCard) -> dict[str, Any]:
     return {**out, "ok": True}
 
 
-def _torch_module_for(state: dict[str, Any], source: str) -> tuple[Any, int]:
-    """Build the inference module whose weights ``state`` holds; returns ``(module, patch_size)``."""
-    if any(k.startswith("tower_a.") for k in state):
-        from .rrlnet import PATCH_SIZE, RRLNet, RRLNetInference
-
-        net = RRLNet().prune_for_inference()
-        drop = ("decoder_a.", "decoder_b.", "stage_heads.", "sub_heads.")
-        net.load_state_dict({k: v for k, v in state.items() if not k.startswith(drop)})
-        return RRLNetInference(net), PATCH_SIZE
-    if "enc_opt.fc.weight" in state:  # AAE (issue 7): architecture inferred from the weight shapes
-        from .aae import AAEInference, aae_from_state_dict
-
-        aae = aae_from_state_dict(state)
-        return AAEInference(aae), aae.config.patch_size
-    if "bnn_config" in state:  # BNN (issue 6): the buffer says backbone, dimension and patch size
-        from .bnn import module_from_state
-
-        return module_from_state(state)
-    raise ValueError(f"{source}: not a known network's state dict (expected RRL-Net keys 'tower_a.*')")
-
-
 def load(
     name_or_path: str | Path, device: str = "auto", backend: str = "auto", batch_size: int = 128
 ) -> PatchModel | SharedModalityModel:
     """Load a patch model (or a shared-modality model) by card name or file.
 
-    A card whose ``method`` is ``"shared"`` gives a
-    :class:`~sarcoreg.models.shared_modality.SharedModalityModel` (``transform(batch, modality)``,
-    see :func:`~sarcoreg.models.shared_modality.load_shared_model`; ``batch_size`` does not apply).
+    Which network a model is comes from the loader table (:mod:`.loaders`), keyed by the card's
+    ``method`` or the ``"method"`` a training checkpoint carries. A card whose method is an image
+    method (``"shared"``) gives a :class:`~sarcoreg.models.shared_modality.SharedModalityModel`
+    (``transform(batch, modality)``, see :func:`~sarcoreg.models.shared_modality.load_shared_model`;
+    ``batch_size`` does not apply), as does such a checkpoint.
 
     Args:
         name_or_path: A card name from ``models/cards/*.json`` (see :func:`list_models`), or a path
-            to a ``.onnx`` file (run by ONNX Runtime) or a ``.pt`` file (torch: a pruned state dict
-            such as ``best_inference.pt`` or a training checkpoint such as ``best.pt``).
-        device: ``auto`` (CUDA when the back end has it), ``cpu`` or ``cuda``.
+            to a ``.onnx`` file (run by ONNX Runtime) or a ``.pt`` file (torch: a training
+            checkpoint such as ``best.pt``, which names its method, or a pruned state dict such
+            as ``best_inference.pt``; files that name no method are recognised by their keys,
+            :func:`~sarcoreg.models.loaders.legacy_method`).
+        device: ``auto`` (CUDA when the back end has it), ``cpu``, ``cuda`` or ``cuda:N``.
         backend: ``auto`` (by file type: ONNX Runtime for ``.onnx``), ``onnx`` or ``torch``.
             The torch back end needs torch and a ``.pt`` file (ONNX graphs are not converted back).
         batch_size: Pairs per back-end call.
@@ -114,36 +99,56 @@ def load(
         An object with ``name``, ``patch_size``, ``device`` and ``score(a, b) -> (N,)``.
 
     Raises:
-        ValueError: Unknown name, unsupported file type or back end, checksum mismatch; a file
-            that is not a plain weights file or a valid ONNX graph, or a model that fails its
+        ValueError: Unknown name or method, unsupported file type or back end, checksum mismatch;
+            a file that is not a plain weights file or a valid ONNX graph, or a model that fails its
             check on a test batch (:class:`~sarcoreg.models.safe_load.ModelFileError`, naming the file).
         FileNotFoundError: The file is missing.
     """
-    from .patch_model import OnnxPatchModel, TorchPatchModel
-
     if backend not in ("auto", "onnx", "torch"):
         raise ValueError(f"unknown backend '{backend}'; use auto, onnx or torch")
     text = str(name_or_path)
     path = Path(text).expanduser()
-    name = path.stem
-    expected_size: int | None = None
     if path.suffix.lower() not in (".onnx", ".pt", ".pth"):
-        card = find_card(text)
-        if card.method == "shared":
-            from .shared_modality import load_shared_model
-
-            return load_shared_model(card, device=device, backend=backend)
-        path, name = card.path, card.name
-        expected_size = int(card.inputs["patch_size"]) if card.inputs.get("patch_size") else None
-        if not path.is_file():
-            raise FileNotFoundError(f"model '{name}': weight file {path} is missing")
-        digest = sha256_of(path)
-        if card.sha256 and digest != card.sha256:
-            raise ValueError(
-                f"model '{name}': {path} does not match the card's checksum ({digest[:12]} != {card.sha256[:12]})"
-            )
+        return load_card(find_card(text), device=device, backend=backend, batch_size=batch_size)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    return _load_file(path, path.stem, None, None, device, backend, batch_size)
+
+
+def load_card(
+    card: ModelCard, device: str = "auto", backend: str = "auto", batch_size: int = 128
+) -> PatchModel | SharedModalityModel:
+    """Load the model of a card through the loader of its ``method`` (see :func:`load`).
+
+    Raises:
+        ValueError: No loader for the card's method, checksum mismatch, wrong back end.
+        FileNotFoundError: The card's file is missing.
+    """
+    try:
+        loader = loader_for(card.method)
+    except ValueError as exc:
+        raise ValueError(f"model '{card.name}': {exc}") from None
+    if loader.kind == "image":
+        assert loader.image is not None
+        return loader.image(card, device=device, backend=backend)
+    path = card.path
+    if not path.is_file():
+        raise FileNotFoundError(f"model '{card.name}': weight file {path} is missing")
+    digest = sha256_of(path)
+    if card.sha256 and digest != card.sha256:
+        raise ValueError(
+            f"model '{card.name}': {path} does not match the card's checksum ({digest[:12]} != {card.sha256[:12]})"
+        )
+    expected_size = int(card.inputs["patch_size"]) if card.inputs.get("patch_size") else None
+    return _load_file(path, card.name, card.method, expected_size, device, backend, batch_size)
+
+
+def _load_file(path: Path, name: str, method: str | None, expected_size: int | None, device: str, backend: str,
+               batch_size: int) -> PatchModel | SharedModalityModel:
+    """A patch model from an ``.onnx`` or ``.pt`` file; ``method`` is the card's (None: the file says)."""
+    from .patch_model import OnnxPatchModel, TorchPatchModel
+    from .safe_load import ModelFileError, load_torch_weights
+
     if path.suffix.lower() == ".onnx":
         if backend == "torch":
             raise ValueError(
@@ -154,19 +159,19 @@ def load(
                                     expected_size)
     if backend == "onnx":
         raise ValueError(f"{path} is a torch file; export it to ONNX first or use backend='torch'")
-    from .safe_load import ModelFileError, load_torch_weights
-
-    state = load_torch_weights(path)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: not a state dict (it holds a {type(state).__name__})")
+    said, state, _ = weights_method(load_torch_weights(path), path)
+    if method is not None and said != method:
+        raise ModelFileError(f"model '{name}': its card says method '{method}', its file {path} holds '{said}'")
+    loader = loader_for(said)
+    if loader.kind == "image":
+        assert loader.image is not None
+        return loader.image(path, device=device, backend="torch")
+    assert loader.network is not None
     try:
-        module, size = _torch_module_for(state, str(path))
-    except (KeyError, IndexError, TypeError, RuntimeError) as exc:  # weights of another shape or network
+        module, size = loader.network(state)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:  # weights of another shape
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"model file {path}: its weights do not fit the network they claim to be ({first})") \
-            from None
+        raise ModelFileError(f"model file {path}: its weights do not fit the {said} network ({first})") from None
     return validate_patch_model(TorchPatchModel(module, size, name=name, device=device, batch_size=batch_size),
                                 path, expected_size)
 

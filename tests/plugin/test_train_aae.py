@@ -44,7 +44,7 @@ def test_train_tiny_aae_then_map_with_it(sarcoreg_provider, tmp_path: Path) -> N
         card = json.loads(Path(res["CARD"]).read_text())
         assert card["method"] == "aae" and card["inputs"]["patch_size"] == 32
         assert card["training"]["config"]["width"] == 2
-        assert sorted(card["extra_files"]) == ["optical_encoder", "sar_encoder"]
+        assert sorted(card["files"]) == ["main", "optical_encoder", "sar_encoder"]  # the typed card layout
         assert (models / "tiny-aae-sar-encoder.onnx").is_file()
         ref, tgt = make_demo_inputs(tmp_path / "inputs", (3.4, -2.6))
         ds = gdal.Open(str(ref))
@@ -77,7 +77,7 @@ def test_train_tiny_shared_model_then_generate_layers_with_it(sarcoreg_provider,
             "EPOCHS": 1, "STEPS_PER_EPOCH": 2, "PATCH_SIZE": 64, "DEVICE": 1,
         })
         card = json.loads(Path(res["CARD"]).read_text())
-        assert card["method"] == "shared" and card["extra_files"] == {"optical": "tiny-shared-optical.onnx"}
+        assert card["method"] == "shared" and card["files"]["optical"]["path"] == "tiny-shared-optical.onnx"
         assert (models / "tiny-shared-sar.onnx").is_file() and (models / "tiny-shared-optical.onnx").is_file()
         _, tgt = make_demo_inputs(tmp_path / "inputs", (0.0, 0.0))
         out = _run("sarcoreg:sharedmodalitylayers", {"SAR": str(tgt), "SAR_BANDS": [1], "MODEL": "tiny-shared",
