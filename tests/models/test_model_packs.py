@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sarcoreg.models import card as card_module
-from sarcoreg.models.card import MODEL_PATH_ENV, MODELS_DIR, USER_MODELS_ENV, find_card, user_models_dir
+from sarcoreg.models.card import (
+    MODEL_PATH_ENV,
+    MODELS_DIR,
+    USER_MODELS_ENV,
+    find_card,
+    typed_layout,
+    user_models_dir,
+)
 from sarcoreg.models.packs import MANIFEST, PackError, build_pack, install_pack, installed_models, read_pack
 
 MODEL = "bnn-sar-optical"
@@ -120,9 +127,9 @@ def test_other_contents_need_force(bnn_pack: Path, user_dir: Path, tmp_path: Pat
     install_pack(bnn_pack)
     folder = tmp_path / "edited"
     (folder / "cards").mkdir(parents=True)
-    raw = json.loads((MODELS_DIR / "cards" / f"{MODEL}.json").read_text(encoding="utf-8"))
+    raw = typed_layout(json.loads((MODELS_DIR / "cards" / f"{MODEL}.json").read_text(encoding="utf-8")))
     raw["notes"] = "a newer card"
-    raw["file"] = str(MODELS_DIR / raw["file"])
+    raw["files"]["main"]["path"] = str(MODELS_DIR / raw["files"]["main"]["path"])
     (folder / "cards" / f"{MODEL}.json").write_text(json.dumps(raw), encoding="utf-8")
     newer = build_pack(folder / "cards" / f"{MODEL}.json", tmp_path / "newer")
     with pytest.raises(PackError, match="installed already .* --force"):
@@ -131,7 +138,7 @@ def test_other_contents_need_force(bnn_pack: Path, user_dir: Path, tmp_path: Pat
     assert installed["notes"] != "a newer card"
     assert install_pack(newer, force=True).status == "replaced"
     installed = json.loads((user_dir / MODEL / "cards" / f"{MODEL}.json").read_text(encoding="utf-8"))
-    assert installed["notes"] == "a newer card" and installed["file"] == f"{MODEL}.onnx"
+    assert installed["notes"] == "a newer card" and installed["files"]["main"]["path"] == f"{MODEL}.onnx"
     assert sorted(p.name for p in user_dir.iterdir()) == [MODEL]
 
 
@@ -148,8 +155,8 @@ def test_tampered_weights_are_refused(bnn_pack: Path, user_dir: Path, tmp_path: 
 def test_tampered_card_is_refused(bnn_pack: Path, user_dir: Path, tmp_path: Path) -> None:
     card_arc = f"cards/{MODEL}.json"
     with zipfile.ZipFile(bnn_pack) as zf:
-        raw = json.loads(zf.read(card_arc))
-    raw["file"] = "../../outside.onnx"
+        raw = typed_layout(json.loads(zf.read(card_arc)))
+    raw["files"]["main"]["path"] = "../../outside.onnx"
     bad = _rewrite(bnn_pack, tmp_path / "card.zip", {card_arc: json.dumps(raw).encode()})
     with pytest.raises(PackError, match="checksum mismatch"):
         install_pack(bad)
@@ -229,9 +236,11 @@ def test_make_models_packs_the_package_folder_only(bnn_pack: Path, user_dir: Pat
     install_pack(bnn_pack)  # an installed model is not packed again
     package = tmp_path / "package"
     (package / "cards").mkdir(parents=True)
-    raw = json.loads((MODELS_DIR / "cards" / f"{MODEL}.json").read_text(encoding="utf-8"))
-    raw.update(name="copy", file=str(MODELS_DIR / raw["file"]))
+    raw = typed_layout(json.loads((MODELS_DIR / "cards" / f"{MODEL}.json").read_text(encoding="utf-8")))
+    raw["name"] = "copy"
+    raw["files"]["main"]["path"] = str(MODELS_DIR / raw["files"]["main"]["path"])
     (package / "cards" / "copy.json").write_text(json.dumps(raw), encoding="utf-8")
     monkeypatch.setattr(card_module, "MODELS_DIR", package)
     assert [p.name for p in build_packs(tmp_path / "dist")] == ["copy.zip"]
-    assert read_pack(tmp_path / "dist" / "copy.zip")["files"][f"{MODEL}.onnx"]["sha256"] == raw["sha256"]
+    packed = read_pack(tmp_path / "dist" / "copy.zip")["files"]
+    assert packed[f"{MODEL}.onnx"]["sha256"] == raw["files"]["main"]["sha256"]

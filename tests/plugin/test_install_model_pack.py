@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedback
-from sarcoreg.models.card import MODEL_PATH_ENV, USER_MODELS_ENV
+from sarcoreg.models.card import MODEL_PATH_ENV, USER_MODELS_ENV, raw_files
 from sarcoreg.models.packs import build_pack
 
 pytestmark = pytest.mark.qgis
@@ -47,7 +47,7 @@ def test_install_a_pack_then_again_then_a_tampered_one(sarcoreg_provider, user_d
     assert res["MODEL_NAME"] == MODEL and res["STATUS"] == "installed"
     assert Path(str(res["MODEL_FOLDER"])) == user_dir / MODEL
     card = json.loads((user_dir / MODEL / "cards" / f"{MODEL}.json").read_text(encoding="utf-8"))
-    assert (user_dir / MODEL / card["file"]).is_file()
+    assert (user_dir / MODEL / raw_files(card)["main"][0]).is_file()  # either card layout
     assert _run({"PACK": str(pack)})["STATUS"] == "unchanged"
 
     tampered = tmp_path / "tampered.zip"
