@@ -237,6 +237,9 @@ def aae_main(argv: list[str]) -> int:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the forward pass (weights stay fp32)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels-last memory format (with --bf16 about 3.6x faster per CPU step here)")
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
     p.add_argument("--resume", help="last.pt of an earlier run")
     p.add_argument("--seed", type=int, default=100)
@@ -257,7 +260,7 @@ def aae_main(argv: list[str]) -> int:
         steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr_low=a.lr_low, lr_high=a.lr_high,
         find_lr=a.find_lr, lr_test_steps=a.lr_test_steps, margin=a.margin, min_negative_offset=a.min_negative_offset,
         easy_negatives=a.easy_negatives, adversarial_weight=a.adversarial_weight,
-        critic_on_sphere=a.critic_on_sphere,
+        critic_on_sphere=a.critic_on_sphere, bf16=a.bf16, channels_last=a.channels_last,
         augment=not a.no_augment, device=a.device, threads=a.threads, max_minutes=a.max_minutes, seed=a.seed,
         val_maps=a.val_maps,
     )

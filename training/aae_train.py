@@ -34,6 +34,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -159,6 +160,8 @@ class AAETrainConfig(RunOptions):
     margin: float = 1.0
     adversarial_weight: float = 1.0
     critic_on_sphere: bool = False
+    bf16: bool = False
+    channels_last: bool = False
     min_negative_offset: int = 16
     easy_negatives: float = 0.0
     augment: bool = True
@@ -300,6 +303,7 @@ class _Stepper:
         self.trained_net: nn.Module = ctx.wrap(net) if ctx is not None else net
         self.trained_critic: nn.Module = ctx.wrap(critic) if ctx is not None else critic
         self.shard: Callable[[np.ndarray], np.ndarray] = ctx.shard if ctx is not None else (lambda x: x)
+        self.autocast: Callable[[], AbstractContextManager[Any]] = ctx.autocast if ctx is not None else nullcontext
 
     def is_supervised(self, step: int) -> bool:
         """Labelled batch at even steps (every step when there is no unlabelled data)."""
@@ -318,7 +322,8 @@ class _Stepper:
             opt, sar = self.batcher.unlabelled(io, is_)
             y = np.zeros(len(opt), np.float32)
         opt, sar, y = self.shard(opt), self.shard(sar), self.shard(y)
-        out = self.trained_net(_t(opt, self.device), _t(sar, self.device))
+        with self.autocast():
+            out = {k: v.float() for k, v in self.trained_net(_t(opt, self.device), _t(sar, self.device)).items()}
         rec = reconstruction_loss(out["target_opt"], out["rec_opt"]) + reconstruction_loss(out["target_sar"],
                                                                                           out["rec_sar"])
         loss = rec
@@ -448,7 +453,7 @@ class AAEMethod(TrainMethod):
                  find_lr: bool) -> None:
         self.ctx, self.val, self.cfg = ctx, val, cfg
         dev = ctx.device
-        self.net = DualAAE(AAEConfig(cfg.patch_size, cfg.width, cfg.latent_dim)).to(dev)
+        self.net = cast(DualAAE, ctx.place(DualAAE(AAEConfig(cfg.patch_size, cfg.width, cfg.latent_dim))))
         self.critic = Critic(cfg.latent_dim).to(dev)
         sup, unsup = split_supervision(len(train), cfg.supervision, ctx.rng)
         batcher = AAEBatcher(train, cfg.patch_size, cfg.min_negative_offset, cfg.augment, ctx.rng, cfg.easy_negatives)

@@ -147,6 +147,8 @@ def bnn_main(argv: list[str]) -> int:
     p.add_argument("--augment", action="store_true", help="RRL-Net style jitter and joint flips / rotations "
                    "(with --hard-negatives > 0 without the per-patch scale / shift jitter)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the forward pass (weights stay fp32)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels-last memory format (with --bf16 about 2x faster per CPU step here)")
     p.add_argument("--hard-negatives", type=float, default=0.5,
                    help="share of the negatives that are the same place shifted (0: other scenes only, as before)")
     p.add_argument("--min-shift", type=int, default=2, help="smallest shift of a hard negative (larger axis), px")
@@ -168,7 +170,8 @@ def bnn_main(argv: list[str]) -> int:
         moco_opt = str(Path(a.moco_dir) / "opt" / "encoder_opt.pt")
     cfg = BNNTrainConfig(backbone=a.backbone, width=a.width, init=a.init, moco_sar=moco_sar, moco_opt=moco_opt,
                          epochs=a.epochs, steps_per_epoch=a.steps_per_epoch, batch_size=a.batch_size, lr=a.lr,
-                         augment=a.augment, bf16=a.bf16, hard_negatives=a.hard_negatives, min_shift=a.min_shift,
+                         augment=a.augment, bf16=a.bf16,
+                         channels_last=a.channels_last, hard_negatives=a.hard_negatives, min_shift=a.min_shift,
                          max_shift=a.max_shift, hard_warmup_steps=a.hard_warmup_steps,
                          device=a.device, threads=a.threads, max_minutes=a.max_minutes, max_steps=a.max_steps,
                          seed=a.seed)

@@ -89,6 +89,7 @@ class BNNTrainConfig(RunOptions):
     val_batch: int = 128
     export_onnx: bool = True
     bf16: bool = False
+    channels_last: bool = False
     hard_negatives: float = 0.0
     min_shift: int = 2
     max_shift: int = 8
@@ -319,7 +320,7 @@ class BNNMethod(TrainMethod):
 
             transfer_to_bnn(self.net, cfg.moco_sar, cfg.moco_opt)
             ctx.log(f"towers initialised from {cfg.moco_sar} and {cfg.moco_opt}")
-        self.net.to(ctx.device)
+        ctx.place(self.net)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
         self.trained = ctx.wrap(_Distance(self.net))

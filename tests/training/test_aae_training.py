@@ -203,7 +203,8 @@ def test_verification_pairs_are_centre_positives_and_near_shifted_negatives() ->
         verification_pairs(patches[:, :, :40, :40], 32, (2, 8))
 
 
-def test_supervised_term_alone_overfits_a_tiny_real_set(tmp_path: Path) -> None:
+@pytest.mark.parametrize("craft", [{}, {"bf16": True, "channels_last": True}], ids=["fp32", "bf16-channels-last"])
+def test_supervised_term_alone_overfits_a_tiny_real_set(tmp_path: Path, craft: dict[str, bool]) -> None:
     """Issue 17: the matching objective alone (adversarial weight 0) learns 64 real volkov pairs.
 
     Guards the data / labels / crops / contrastive loss / encoder path: on a set this small the
@@ -220,9 +221,12 @@ def test_supervised_term_alone_overfits_a_tiny_real_set(tmp_path: Path) -> None:
     tiny, _ = cut_search_patches([pair], search_size=96, per_image=64, seed=0)
     cfg = AAETrainConfig(patch_size=64, width=8, latent_dim=128, adversarial_weight=0.0, augment=False,
                          easy_negatives=0.5, epochs=1, steps_per_epoch=120, lr_low=3e-4, lr_high=1e-3,
-                         threads=1, seed=0, export_onnx=False)
+                         threads=1, seed=0, export_onnx=False, **craft)
     res = train_aae(tiny, tiny, tmp_path, cfg, progress=False, log=lambda _: None)
     assert res.best_auc > 0.9, res.history
+    # the CPU craft is what the run used (bf16 autocast and channels-last change the arithmetic, not the result)
+    config = json.loads((tmp_path / "history.json").read_text())["config"]
+    assert all(config[k] == v for k, v in craft.items()), config
 
 
 def test_critic_on_the_sphere_keeps_a_small_adversarial_term_harmless(tmp_path: Path) -> None:
@@ -242,7 +246,7 @@ def test_critic_on_the_sphere_keeps_a_small_adversarial_term_harmless(tmp_path: 
     tiny, _ = cut_search_patches([pair], search_size=96, per_image=64, seed=0)
     cfg = AAETrainConfig(patch_size=64, width=8, latent_dim=128, adversarial_weight=0.01, critic_on_sphere=True,
                          augment=False, easy_negatives=0.5, epochs=1, steps_per_epoch=120, lr_low=3e-4,
-                         lr_high=1e-3, threads=1, seed=0, export_onnx=False)
+                         lr_high=1e-3, threads=1, seed=0, export_onnx=False, bf16=True, channels_last=True)
     res = train_aae(tiny, tiny, tmp_path, cfg, progress=False, log=lambda _: None)
     assert res.best_auc > 0.9, res.history
     critic = [row.get("critic") for row in res.history if row.get("critic") is not None]
