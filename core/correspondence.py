@@ -24,103 +24,52 @@ plots of the paper: a correspondence map (Figure 5) and the matching-error histo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .matchers.peaks import map_reliability, subpixel_peak
+from .matchers.search import (
+    DescriptorScorer,
+    DisplacementSearch,
+    MapScorer,
+    PairScorer,
+    SearchPlan,
+    grid_positions,
+)
 
 __all__ = [
+    "MAP_PLAN",
     "MapPeaks",
     "correspondence_map_png",
     "correspondence_maps",
     "find_peaks",
     "grid_positions",
     "make_cases",
+    "map_scorer",
     "matching_errors",
     "plot_correspondence_map",
     "plot_error_histograms",
 ]
 
 
-def grid_positions(span: int, stride: int) -> np.ndarray:
-    """Window corners along one axis: every ``stride``-th of ``0 .. span - 1``, symmetric about the centre.
+#: The walk of :func:`correspondence_maps` (and the AAE matcher): the grid, one dense square of
+#: half-size ``stride`` around the best, then the 3 x 3 hill climb until the peak's neighbours are known.
+MAP_PLAN = SearchPlan(stride=1, square=1, climb=None)
+
+
+def map_scorer(model: Any, batch_size: int) -> MapScorer:
+    """Descriptor scoring for a model with ``embed_optical`` / ``embed_sar``, pair scoring otherwise.
 
     Args:
-        span: Number of window positions ``S - T + 1`` (odd for a centred search).
-        stride: Step between positions (1 = all).
-
-    Returns:
-        Sorted int64 positions; the centre ``(span - 1) // 2`` is always one of them.
+        model: Descriptor model or patch model (see the module docstring).
+        batch_size: SAR windows per model call.
     """
-    if span < 1 or stride < 1:
-        raise ValueError(f"span and stride must be >= 1, got {span}, {stride}")
-    c = (span - 1) // 2
-    return np.unique(np.r_[np.arange(c, -1, -stride), np.arange(c, span, stride)]).astype(np.int64)
-
-
-def _resample(patches: np.ndarray, size: int) -> np.ndarray:
-    """``(M, T, T)`` -> ``(M, size, size)`` float32 (area when shrinking, linear when enlarging)."""
-    patches = np.asarray(patches, dtype=np.float32)
-    if patches.shape[1] == size:
-        return patches
-    interp = cv2.INTER_AREA if patches.shape[1] > size else cv2.INTER_LINEAR
-    out = np.empty((patches.shape[0], size, size), np.float32)
-    for i, p in enumerate(patches):
-        out[i] = cv2.resize(p, (size, size), interpolation=interp)
-    return out
-
-
-class _MapFiller:
-    """Evaluates map entries ``(chip, u, v)`` in batches and writes them into the maps."""
-
-    def __init__(self, model: Any, templates: np.ndarray, searches: np.ndarray, batch_size: int) -> None:
-        self.model = model
-        self.size = int(model.patch_size)
-        self.t = templates.shape[1]
-        self.templates = templates
-        self.windows = np.lib.stride_tricks.sliding_window_view(searches, (1, self.t, self.t))  # (N, M, M, 1, T, T)
-        span = searches.shape[1] - self.t + 1
-        self.maps = np.full((templates.shape[0], span, span), np.nan, np.float32)
-        self.batch_size = max(1, int(batch_size))
-        self.embedded = hasattr(model, "embed_optical") and hasattr(model, "embed_sar")
-        self.evaluations = 0
-        self.desc: dict[int, np.ndarray] = {}
-
-    def template_descriptors(self, rows: np.ndarray) -> None:
-        if self.embedded and len(rows):
-            d = np.asarray(self.model.embed_optical(_resample(self.templates[rows], self.size)), np.float32)
-            self.desc.update({int(k): d[i] for i, k in enumerate(rows)})
-
-    def fill(self, want: np.ndarray) -> None:
-        """Evaluate the not yet known entries of ``want`` ``(M, 3)`` = (chip, u, v)."""
-        if len(want) == 0:
-            return
-        span = self.maps.shape[1]
-        ok = (want[:, 1] >= 0) & (want[:, 1] < span) & (want[:, 2] >= 0) & (want[:, 2] < span)
-        want = np.unique(want[ok], axis=0)
-        want = want[np.isnan(self.maps[want[:, 0], want[:, 2], want[:, 1]])]
-        for i in range(0, len(want), self.batch_size):
-            part = want[i : i + self.batch_size]
-            k, u, v = part[:, 0], part[:, 1], part[:, 2]
-            win = _resample(np.ascontiguousarray(self.windows[k, v, u, 0]), self.size)
-            if self.embedded:
-                d = np.asarray(self.model.embed_sar(win), np.float32)
-                tmpl = np.stack([self.desc[int(j)] for j in k])
-                s = (d * tmpl).sum(axis=1)
-            else:
-                s = np.asarray(self.model.score(_resample(self.templates[k], self.size), win), np.float32)
-            self.maps[k, v, u] = s
-            self.evaluations += len(part)
-
-    def best(self, rows: np.ndarray) -> np.ndarray:
-        """Integer ``(u, v)`` of the highest finite entry of each chip in ``rows``, ``(len(rows), 2)``."""
-        m = np.where(np.isfinite(self.maps[rows]), self.maps[rows], -np.inf).reshape(len(rows), -1)
-        v, u = np.divmod(m.argmax(axis=1), self.maps.shape[2])
-        return np.stack([u, v], axis=1)
+    if hasattr(model, "embed_optical") and hasattr(model, "embed_sar"):
+        return DescriptorScorer(model, batch_size)
+    return PairScorer(model, max(1, int(batch_size)))
 
 
 def correspondence_maps(
@@ -140,9 +89,10 @@ def correspondence_maps(
             (``patch_size``, ``score``); see the module docstring.
         templates: ``(N, T, T)`` optical templates in [0, 1] (NaN counts as 0).
         searches: ``(N, S, S)`` SAR search regions in [0, 1], ``S >= T``.
-        stride: Step of the grid of evaluated windows; with ``stride > 1`` the ``(2 stride + 1)^2``
-            windows around the best grid point are added, then the 3 x 3 around the peak until
-            it is complete (so the sub-pixel fit has its neighbours).
+        stride: Step of the grid of evaluated windows (clamped to ``(S - T) / 2``); with
+            ``stride > 1`` the ``(2 stride + 1)^2`` windows around the best grid point are added,
+            then the 3 x 3 around the peak until it is complete (so the sub-pixel fit has its
+            neighbours): :data:`MAP_PLAN`.
         rows: Chips to evaluate (default all); the others stay all-NaN.
         batch_size: SAR windows embedded per model call.
         return_evaluations: Also return the number of windows evaluated.
@@ -165,33 +115,9 @@ def correspondence_maps(
         raise ValueError(f"search region ({searches.shape[1]}) smaller than the template ({templates.shape[1]})")
     if int(stride) < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
-    n = templates.shape[0]
-    idx = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
-    filler = _MapFiller(model, templates, searches, batch_size)
-    span = filler.maps.shape[1]
-    if len(idx) == 0:
-        return (filler.maps, 0) if return_evaluations else filler.maps
-    filler.template_descriptors(idx)
-    grid = grid_positions(span, int(stride))
-    gu, gv = np.meshgrid(grid, grid)
-    want = np.stack(
-        [np.repeat(idx, gu.size), np.tile(gu.ravel(), len(idx)), np.tile(gv.ravel(), len(idx))], axis=1
-    )
-    filler.fill(want)
-    if stride > 1:
-        s = int(stride)
-        du, dv = np.meshgrid(np.arange(-s, s + 1), np.arange(-s, s + 1))
-        ring = np.stack([du.ravel(), dv.ravel()], axis=1)
-        for radius_ring in (ring, ring[(np.abs(ring) <= 1).all(axis=1)]):
-            for _ in range(span):  # hill climb until the neighbourhood of every peak is known
-                before = int(np.isfinite(filler.maps).sum())
-                best = filler.best(idx)
-                near = best[:, None, :] + radius_ring[None, :, :]
-                want = np.concatenate([np.repeat(idx, len(radius_ring))[:, None], near.reshape(-1, 2)], axis=1)
-                filler.fill(want)
-                if int(np.isfinite(filler.maps).sum()) == before or radius_ring is ring:
-                    break
-    return (filler.maps, filler.evaluations) if return_evaluations else filler.maps
+    search = DisplacementSearch(map_scorer(model, batch_size), replace(MAP_PLAN, stride=int(stride)))
+    maps = search.maps(templates, searches, None if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1))
+    return (maps, search.evaluations) if return_evaluations else maps
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The AAE descriptor matcher: cosine-similarity correspondence maps of learned descriptors.
 
 For every candidate the optical template is embedded once and every ``T x T`` window of the SAR
-search window is embedded in batches (:func:`sarcoreg.core.correspondence.correspondence_maps`);
+search window is embedded in batches (the search of :class:`~sarcoreg.core.matchers.learned.LearnedMatcher`
+with :data:`~sarcoreg.core.correspondence.MAP_PLAN`);
 the cosine-similarity map (``(2 R + 1, 2 R + 1)``) then goes through
 :func:`~sarcoreg.core.matchers.peaks.result_from_maps` (peak, sub-pixel fit, reliability from
 the map's shape, border rejection) like every other matcher's. ``stride > 1`` evaluates a grid
@@ -15,15 +16,13 @@ checkpoint); only numpy / cv2 are imported until then.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
-import numpy as np
-
-from ..correspondence import correspondence_maps
+from ..correspondence import MAP_PLAN, map_scorer
 from ..methods import default_model, get_method
-from .base import ChipBatch, MatchResult
 from .learned import LearnedMatcher
-from .peaks import fill_invalid, result_from_maps, valid_fractions
+from .search import MapScorer, SearchPlan
 
 __all__ = ["DEFAULT_MODEL", "AAEMatcher"]
 
@@ -64,8 +63,6 @@ class AAEMatcher(LearnedMatcher):
         self._init_model(model, device, backend, batch_size)
         self.window_batch = int(batch_size)
         self.batch_size = int(chips_per_call)
-        #: SAR windows embedded so far (cost accounting).
-        self.evaluations = 0
 
     @staticmethod
     def _accepts(model: Any) -> bool:
@@ -78,32 +75,11 @@ class AAEMatcher(LearnedMatcher):
 
         return load_descriptor_model(spec, **options)
 
-    def match(self, chips: ChipBatch) -> MatchResult:
-        """Find each optical template in its SAR search window by descriptor cosine similarity.
+    # -- the search --------------------------------------------------------------------------
+    def scorer(self) -> MapScorer:
+        """Descriptor inner products (cosine similarity), or pair scores for a score-only patch model."""
+        return map_scorer(self.model, self.window_batch)
 
-        Args:
-            chips: Templates ``(N, T, T)`` (optical) and search windows ``(N, T + 2R, T + 2R)`` (SAR).
-
-        Returns:
-            Rows with score = the cosine similarity at the peak, maps ``(N, 2R + 1, 2R + 1)``.
-        """
-        model = self.model
-        ref = np.clip(fill_invalid(chips.reference, chips.reference_valid), 0.0, 1.0)
-        tgt = np.clip(fill_invalid(chips.target, chips.target_valid), 0.0, 1.0)
-        ref_frac, tgt_frac = valid_fractions(chips)
-        errors = []
-        for k in range(len(chips)):
-            if min(ref_frac[k], tgt_frac[k]) < self.min_valid:
-                errors.append(
-                    f"too much nodata (template {ref_frac[k]:.0%}, search window {tgt_frac[k]:.0%} valid, "
-                    f"need {self.min_valid:.0%})"
-                )
-            elif float(ref[k].std()) < 1e-6:
-                errors.append("template has no contrast")
-            else:
-                errors.append("")
-        rows = np.array([k for k, e in enumerate(errors) if not e], dtype=np.int64)
-        maps, count = correspondence_maps(model, ref, tgt, stride=self.stride, rows=rows,
-                                          batch_size=self.window_batch, return_evaluations=True)
-        self.evaluations += int(count)
-        return result_from_maps(chips, maps, self.name, weight=np.minimum(ref_frac, tgt_frac), errors=errors)
+    def search_plan(self) -> SearchPlan:
+        """The correspondence-map plan (:data:`~sarcoreg.core.correspondence.MAP_PLAN`) at ``stride``."""
+        return replace(MAP_PLAN, stride=self.stride)

@@ -28,9 +28,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..methods import default_model, get_method
-from .base import ChipBatch, MatchResult
+from .base import ChipBatch
 from .learned import LearnedMatcher
-from .peaks import fill_invalid, result_from_maps, valid_fractions
+from .search import MapScorer, SearchPlan
 
 __all__ = ["DEFAULT_MODEL", "BNNMatcher"]
 
@@ -72,8 +72,6 @@ class BNNMatcher(LearnedMatcher):
         self._init_model(model, device, backend, batch_size)
         self.patch_batch = int(batch_size)
         self.batch_size = int(chips_per_call)
-        #: Number of search-window patches embedded / scored so far.
-        self.evaluations = 0
 
     # -- scoring ------------------------------------------------------------------------------
     def _one_to_many(self, template: np.ndarray, patches: np.ndarray) -> np.ndarray:
@@ -82,7 +80,6 @@ class BNNMatcher(LearnedMatcher):
         k = len(patches)
         if k == 0:
             return np.zeros(0, np.float32)
-        self.evaluations += k
         step = self.patch_batch
         a = np.ascontiguousarray(template[None, None], dtype=np.float32)
         session = getattr(m, "session", None)
@@ -108,16 +105,14 @@ class BNNMatcher(LearnedMatcher):
             return np.concatenate(out).astype(np.float32)
         return np.asarray(m.score(np.repeat(template[None], k, axis=0), patches), np.float32)
 
-    def _evaluate(self, ref_p: np.ndarray, windows: np.ndarray, m: np.ndarray, uv: np.ndarray) -> None:
-        """Fill ``m[v, u]`` for the ``(u, v)`` rows of ``uv`` not evaluated yet."""
-        size = m.shape[0]
-        uv = uv[(uv >= 0).all(axis=1) & (uv < size).all(axis=1)]
-        uv = np.unique(uv, axis=0)
-        uv = uv[np.isnan(m[uv[:, 1], uv[:, 0]])] if len(uv) else uv
-        if len(uv) == 0:
-            return
-        patches = self._resize(windows[uv[:, 1], uv[:, 0]])
-        m[uv[:, 1], uv[:, 0]] = self._one_to_many(ref_p, patches)
+    # -- the search --------------------------------------------------------------------------
+    def scorer(self) -> MapScorer:
+        """One template against many patches, chip by chip (:meth:`_one_to_many`)."""
+        return _OneToMany(self)
+
+    def search_plan(self) -> SearchPlan:
+        """Grid at ``stride``, then up to three dense squares of half-size ``stride`` around the best."""
+        return SearchPlan(stride=self.stride, square=3)
 
     def distance_map(self, template: np.ndarray, window: np.ndarray) -> np.ndarray:
         """Similarity map of one chip pair.
@@ -130,43 +125,7 @@ class BNNMatcher(LearnedMatcher):
             ``(2R + 1, 2R + 1)`` float32 scores ``1 / (1 + h)``; NaN where not evaluated
             (only with ``stride > 1``).
         """
-        t = template.shape[0]
-        size = window.shape[0] - t + 1
-        windows = np.lib.stride_tricks.sliding_window_view(window, (t, t))  # (size, size, T, T)
-        ref_p = self._resize(template[None])[0]
-        m = np.full((size, size), np.nan, np.float32)
-        s = min(self.stride, max(1, size // 2))
-        r = size // 2
-        grid = np.r_[np.arange(r, -1, -s)[::-1], np.arange(r + s, size, s)]
-        uu, vv = np.meshgrid(grid, grid)
-        self._evaluate(ref_p, windows, m, np.stack([uu.ravel(), vv.ravel()], axis=1))
-        if s > 1:
-            for _ in range(3):  # dense around the best, until the best stops moving
-                v0, u0 = np.unravel_index(int(np.nanargmax(m)), m.shape)
-                d = np.arange(-s, s + 1)
-                du, dv = np.meshgrid(d, d)
-                before = int(np.isfinite(m).sum())
-                self._evaluate(ref_p, windows, m, np.stack([u0 + du.ravel(), v0 + dv.ravel()], axis=1))
-                if int(np.isfinite(m).sum()) == before:
-                    break
-        return m
-
-    def _prepare(self, chips: ChipBatch) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
-        ref = np.clip(fill_invalid(chips.reference, chips.reference_valid), 0.0, 1.0)
-        tgt = np.clip(fill_invalid(chips.target, chips.target_valid), 0.0, 1.0)
-        ref_frac, tgt_frac = valid_fractions(chips)
-        errors = []
-        for k in range(len(chips)):
-            if min(ref_frac[k], tgt_frac[k]) < self.min_valid:
-                errors.append(
-                    f"too much nodata (template {ref_frac[k]:.0%}, search window {tgt_frac[k]:.0%} valid, "
-                    f"need {self.min_valid:.0%})"
-                )
-            elif float(ref[k].std()) < 1e-6:
-                errors.append("template has no contrast")
-            else:
-                errors.append("")
-        return ref, tgt, errors, np.minimum(ref_frac, tgt_frac)
+        return self.displacement_maps(template[None], window[None], np.zeros(1, np.int64))[0]
 
     def verify(self, chips: ChipBatch) -> np.ndarray:
         """Patch verification: score ``(N,)`` of each template against its window's centre patch.
@@ -177,7 +136,7 @@ class BNNMatcher(LearnedMatcher):
         Returns:
             ``(N,)`` float32 scores ``1 / (1 + h)``; NaN for rows with too much nodata.
         """
-        ref, tgt, errors, _ = self._prepare(chips)
+        ref, tgt, errors, _ = self.checked_chips(chips)
         t, r = chips.template_size, chips.radius
         out = np.full(len(chips), np.nan, np.float32)
         rows = np.array([k for k, e in enumerate(errors) if not e], dtype=np.int64)
@@ -188,22 +147,27 @@ class BNNMatcher(LearnedMatcher):
             out[rows] = np.asarray(self.model.score(a, b), np.float32)  # one batched pairwise call
         return out
 
-    def match(self, chips: ChipBatch) -> MatchResult:
-        """Find each template in its search window by dense search in the embedding space.
 
-        Args:
-            chips: Optical templates ``(N, T, T)`` and SAR search windows ``(N, T + 2R, T + 2R)``.
 
-        Returns:
-            Rows with score = ``1 / (1 + h)`` at the peak and the maps ``(N, 2R + 1, 2R + 1)``.
-        """
-        ref, tgt, errors, weight = self._prepare(chips)
-        size = 2 * chips.radius + 1
-        maps = np.full((len(chips), size, size), np.nan, np.float32)
-        for k in range(len(chips)):
-            if not errors[k]:
-                maps[k] = self.distance_map(ref[k], tgt[k])
-        return result_from_maps(chips, maps, self.name, weight=weight, errors=errors)
+class _OneToMany:
+    """:class:`~sarcoreg.core.matchers.search.MapScorer` of a BNN: each chip's template against its wanted patches."""
+
+    def __init__(self, matcher: BNNMatcher) -> None:
+        self.matcher = matcher
+
+    def begin(self, templates: np.ndarray, rows: np.ndarray) -> None:
+        """Nothing to prepare (the template is embedded with each call)."""
+
+    def score(self, templates: np.ndarray, windows: np.ndarray, entries: np.ndarray) -> np.ndarray:
+        """``(M,)`` float32 scores of ``entries`` ``(M, 3)`` = ``(k, u, v)``, one model pass per chip."""
+        m = self.matcher
+        out = np.empty(len(entries), np.float32)
+        chips, starts = np.unique(entries[:, 0], return_index=True)
+        for k, lo, hi in zip(chips, starts, [*starts[1:], len(entries)], strict=True):
+            part = entries[lo:hi]
+            patches = m._resize(windows[k, part[:, 2], part[:, 1]])
+            out[lo:hi] = m._one_to_many(m._resize(templates[k][None])[0], patches)
+        return out
 
 
 def _broadcasts(session: Any) -> bool:
