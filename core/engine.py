@@ -20,11 +20,8 @@ from .candidates import (
     DEFAULT_EXPECTED_ERROR_M,
     DEFAULT_MIN_TEXTURE,
     auto_matching_sizes,
-    grid_candidates,
-    keypoint_candidates,
-    texture_score,
 )
-from .chips import Preparation, cut_chips
+from .chips import Preparation
 from .coarse import COARSE_MODES, apply_matrix, search_similarity, similarity_overlap, warped_target
 from .estimation import TRANSFORM_KINDS, FitResult, fit_transform, min_points
 from .matchers.base import ChipBatch, MatchResult, get_matcher
@@ -33,6 +30,7 @@ from .output_formats import OUTPUT_NAMES, output_names
 from .prepare import detect_sar_scale, looks_like_sar
 from .progress import Progress
 from .raster_io import CommonGrid, RasterSource, common_grid, open_raster
+from .tiepoint_search import TiePointSearch, TiePointSet, WindowSearch, resolved_sizes, tiepoint_search
 from .tiepoints import TiePoints
 from .verdict import CoregistrationFailed, Verdict, VerdictOptions, cross_validated_rmse, judge
 
@@ -168,12 +166,7 @@ class CoregOptions:
                 raise ValueError(f"{name} must be 'auto', 'optical' or 'sar', got '{getattr(self, name)}'")
         if self.sar_scale not in ("auto", "amplitude", "intensity", "db"):
             raise ValueError(f"sar_scale must be 'auto', 'amplitude', 'intensity' or 'db', got '{self.sar_scale}'")
-        if spec.kind == "keypoint":
-            from .shared_matching import SharedMatchOptions
-
-            SharedMatchOptions.from_matcher_options(self.matcher_options).check()
-        else:
-            get_matcher(self.method, **self.matcher_options)  # unknown matcher options fail here, early
+        tiepoint_search(spec.name, self.matcher_options).check()  # unknown matcher options fail here, early
         names = output_names()
         unknown = set(self.write_outputs or []) - set(names)
         if unknown:
@@ -450,99 +443,10 @@ def _describe_similarity(info: dict[str, Any], similarity: np.ndarray, grid: Com
     )
 
 
-def _sizes(opts: CoregOptions) -> tuple[int, int, int]:
-    """``(spacing, window, search_radius)`` of options resolved by :func:`resolve_matching_options`."""
-    if opts.spacing is None or opts.window is None or opts.search_radius is None:
-        raise ValueError("spacing, window and search_radius must be resolved first (resolve_matching_options)")
-    return opts.spacing, opts.window, opts.search_radius
-
-
-def _candidates(grid: CommonGrid, ref_prep: Preparation, opts: CoregOptions, offset: tuple[int, int]) -> np.ndarray:
-    """Candidate template centres (reference pixels) inside the overlap with room for the search."""
-    spacing, window, radius = _sizes(opts)
-    x0, y0, w, h = grid.overlap
-    # Shrink the usable area by the coarse offset so that search windows stay inside.
-    ox, oy = offset
-    ax0, ay0 = x0 + max(0, -ox), y0 + max(0, -oy)
-    aw, ah = w - abs(ox), h - abs(oy)
-    if aw <= 0 or ah <= 0:
-        raise ValueError(f"the coarse offset {offset} leaves no overlap to match in")
-    pts: list[np.ndarray] = []
-    if opts.candidates in ("grid", "both"):
-        pts.append(grid_candidates(aw, ah, spacing, window, radius) + [ax0, ay0])
-    if opts.candidates in ("keypoints", "both"):
-        ov, factor = grid.reference.read_overview(2048, (ax0, ay0, aw, ah))
-        img = ref_prep.apply(ov)
-        kp = keypoint_candidates(
-            np.nan_to_num(img, nan=0.0),
-            opts.max_keypoints,
-            max(8, int(window / factor)) // 2 * 2,
-            int(np.ceil(radius / factor)),
-            max(2, int(window / (2 * factor))),
-        )
-        pts.append(np.round(kp * factor).astype(np.int64) + [ax0, ay0])
-    out = np.unique(np.concatenate(pts).astype(np.int64), axis=0) if pts else np.empty((0, 2), np.int64)
-    return out
-
-
-def _match_all(
-    grid: CommonGrid,
-    ref_prep: Preparation,
-    tgt_prep: Preparation,
-    centres: np.ndarray,
-    opts: CoregOptions,
-    offset: tuple[int, int],
-    progress: Progress,
-) -> tuple[MatchResult, np.ndarray]:
-    """Match every candidate in batches; returns the result (target on the grid) and a skip mask.
-
-    The chips of the next batch are read (GDAL, without the GIL) by a second thread while the
-    matcher works on the current one; only that thread touches the rasters during the loop.
-    """
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    matcher = get_matcher(opts.method, **opts.matcher_options)
-    batch = max(1, int(getattr(matcher, "batch_size", 64)))
-    parts: list[MatchResult] = []
-    n = len(centres)
-    starts = list(range(0, n, batch))
-
-    def cut(start: int) -> ChipBatch:
-        return cut_chips(grid.reference, grid.target_on_grid, ref_prep, tgt_prep, centres[start : start + batch],
-                         *_sizes(opts)[1:], offset)
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sarcoreg-chips") as reader:
-        pending: Future[ChipBatch] | None = reader.submit(cut, starts[0]) if starts else None
-        for i, start in enumerate(starts):
-            progress.report(start / max(n, 1), f"matching tie points {start}/{n} ({opts.method})")
-            assert pending is not None
-            chips = pending.result()
-            pending = reader.submit(cut, starts[i + 1]) if i + 1 < len(starts) else None
-            result = matcher.match(chips)
-            # Skip reasons the engine knows better than the matcher.
-            assert chips.reference_valid is not None and chips.target_valid is not None
-            ref_frac = chips.reference_valid.mean(axis=(1, 2))
-            tgt_frac = chips.target_valid.mean(axis=(1, 2))
-            texture = texture_score(chips.reference)
-            for k in range(len(chips)):
-                reason = ""
-                if ref_frac[k] < opts.min_valid_fraction or tgt_frac[k] < opts.min_valid_fraction:
-                    reason = "nodata: too few valid pixels in the window"
-                elif texture[k] < opts.min_texture:
-                    reason = "textureless reference window"
-                if reason:
-                    result.valid[k] = False
-                    result.target_xy[k] = np.nan
-                    result.errors[k] = reason
-            result.target_xy = result.target_xy + np.asarray(offset, np.float64)
-            parts.append(result)
-    progress.report(1.0, f"matched {n} candidates")
-    merged = (
-        MatchResult.concatenate(parts)
-        if parts
-        else MatchResult(np.empty((0, 2)), np.empty((0, 2)), np.empty(0), np.empty(0), np.empty(0, bool), opts.method)
-    )
-    return merged, np.asarray([getattr(matcher, "device", "cpu")])
+#: ``(spacing, window, search_radius)`` of options resolved by :func:`resolve_matching_options`.
+_sizes = resolved_sizes
+#: Candidate template centres of the window search (kept under its old name for callers).
+_candidates = WindowSearch.candidates
 
 
 class TooFewTiePoints(CoregistrationFailed):
@@ -561,6 +465,7 @@ class _Attempt:
     target_px: np.ndarray
     device: str
     extra: dict[str, Any] = field(default_factory=dict)
+    found: TiePointSet | None = None  # the search's tie points (report sections, images)
     grid: CommonGrid | None = None  # the matching grid (target through the coarse similarity)
     similarity: np.ndarray | None = None
     opts: CoregOptions | None = None  # options with the automatic sizes resolved
@@ -573,32 +478,18 @@ def _match_and_fit(
     opts: CoregOptions,
     offset: tuple[int, int],
     progress: Progress,
-    cache: dict[str, Any] | None = None,
+    search: TiePointSearch,
     similarity: np.ndarray | None = None,
 ) -> _Attempt:
-    """Candidates, matching and the robust fit for one prior offset (``cache``: see ``shared_match``).
+    """Tie points (``search``, built once per run) and the robust fit for one prior offset.
 
     ``similarity``: the coarse similarity (common-grid target pixel -> reference pixel) through which
     ``grid.target_on_grid`` was resampled; matched positions are mapped back through its inverse,
     so ``result.target_xy`` is always on the common grid of the original target.
     """
-    extra: dict[str, Any] = {}
-    if get_method(opts.method).kind == "keypoint":  # the whole-image search (the catalog's 'shared')
-        from .shared_matching import SharedMatchOptions, shared_match
-
-        result, extra = shared_match(
-            grid, ref_prep.modality, tgt_prep.modality, SharedMatchOptions.from_matcher_options(opts.matcher_options),
-            offset, opts.sar_scale, progress, cache,
-        )
-        centres = result.ref_xy
-        device = np.asarray([extra["model_device"]])
-    else:
-        centres = _candidates(grid, ref_prep, opts, offset)
-        log.info(
-            "%d candidate tie points (%s, spacing %d, window %d, radius %d, prior offset %s)",
-            len(centres), opts.candidates, opts.spacing, opts.window, opts.search_radius, offset,
-        )
-        result, device = _match_all(grid, ref_prep, tgt_prep, centres, opts, offset, progress)
+    found = search.find(grid, ref_prep, tgt_prep, offset, opts, progress)
+    result = found.matches
+    centres = result.ref_xy
     if similarity is not None:
         result.target_xy = apply_matrix(np.linalg.inv(similarity), result.target_xy)
     l1 = ~result.valid | ~(result.reliability >= opts.min_reliability)
@@ -621,7 +512,7 @@ def _match_and_fit(
         grid_xy, result.ref_xy, opts.transform, threshold_px=opts.ransac_threshold_px, seed=opts.seed,
         tps_smoothing=opts.tps_smoothing,
     )
-    return _Attempt(offset, result, fit, l1, errors, target_px, str(device[0]), extra)
+    return _Attempt(offset, result, fit, l1, errors, target_px, found.device, found=found)
 
 
 def _fit_source(grid_xy: np.ndarray, target_px: np.ndarray) -> np.ndarray:
@@ -835,7 +726,7 @@ def _coregister(
         hypotheses = [(offset, None)]
     attempts: list[_Attempt] = []
     failures: list[str] = []
-    networks: dict[str, Any] = {}  # models loaded once for all hypotheses
+    search = tiepoint_search(opts.method, opts.matcher_options)  # models loaded once for all hypotheses
     for i, (hyp, sim) in enumerate(hypotheses):
         span = 0.7 / len(hypotheses)
         sub_progress = progress.sub(0.1 + i * span, 0.1 + (i + 1) * span)
@@ -847,7 +738,7 @@ def _coregister(
                 # peak is kept for the robust fit, which (with the verdict) sorts them out.
                 hopts = replace(hopts, min_reliability=_SIMILARITY_MIN_RELIABILITY)
                 auto["min_reliability"] = _SIMILARITY_MIN_RELIABILITY
-            attempt = _match_and_fit(mgrid, ref_prep, tgt_prep, hopts, hyp, sub_progress, networks, sim)
+            attempt = _match_and_fit(mgrid, ref_prep, tgt_prep, hopts, hyp, sub_progress, search, sim)
             attempt.grid, attempt.similarity, attempt.opts = mgrid, sim, hopts
             attempt.extra.setdefault("auto_options", auto)
             attempt.extra["hypothesis"] = i
@@ -909,9 +800,9 @@ def _coregister(
     if model_choice:
         report["model_choice"] = model_choice
     previews: dict[str, bytes] = {}
-    if best.extra:
-        previews = best.extra.pop("previews", {})
-        report["shared_modality"] = best.extra
+    if best.found is not None:
+        report.update(best.found.report)
+        previews = dict(best.found.images)
     verdict = _judge(grid_used, opts, fit, tiepoints, result.target_xy, coarse_info, report)
     if verdict.status == "failed" or (verdict.status == "uncertain" and not opts.verdict.keep_uncertain):
         refused = verdict.status == "uncertain"

@@ -61,7 +61,8 @@ class MethodSpec:
         name: The method's name (``--method NAME``, ``CoregOptions.method``, the report).
         kind: ``"window"`` or ``"keypoint"`` (see :data:`MethodKind`).
         factory: ``"module:attribute"`` of what runs it: a ``Matcher`` subclass (or any callable
-            returning one) for window methods, the search function for keypoint methods. A
+            returning one) for window methods, a ``TiePointSearch`` class (built with the method's
+            ``matcher_options``; see :mod:`sarcoreg.core.tiepoint_search`) for keypoint methods. A
             leading dot makes the module relative to the ``sarcoreg`` package.
         description: A one-line description for help texts, ``sarcoreg matchers`` and reports.
         learned: Whether it runs a trained model (takes the ``model`` and ``device`` options).
@@ -155,7 +156,7 @@ BUILTIN_METHODS: tuple[MethodSpec, ...] = (
         training_entry=".training.cli:aae", card_writer=".training.aae_card:write_aae_card",
     ),
     MethodSpec(
-        "shared", "keypoint", ".core.shared_matching:shared_match",
+        "shared", "keypoint", ".core.shared_matching:SharedModalitySearch",
         "shared-modality U-Nets + keypoint matcher (Borisov et al. 2026; --keypoints)",
         learned=True, default_model="shared-v2", map_kind="none",
         training_entry=".training.cli:shared", card_writer=".training.shared_card:write_shared_card",

@@ -12,6 +12,9 @@ transform robustly. Here:
    two shared images; matches on nodata are dropped;
 4. the matches become tie points (a :class:`~.matchers.base.MatchResult`), and the engine's robust
    estimation, outlier flags, outputs and report take over as for every other method.
+
+:class:`SharedModalitySearch` is this search behind the engine's
+:class:`~.tiepoint_search.TiePointSearch` contract (the catalog's factory of ``shared``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,10 +30,15 @@ from .matchers.base import MatchResult
 from .methods import default_model
 from .progress import Progress
 from .raster_io import CommonGrid
+from .tiepoint_search import TiePointSet
+
+if TYPE_CHECKING:
+    from .chips import Preparation
+    from .engine import CoregOptions
 
 log = logging.getLogger("sarcoreg.shared")
 
-__all__ = ["SharedMatchOptions", "match_tiles", "shared_match"]
+__all__ = ["SharedMatchOptions", "SharedModalitySearch", "match_tiles", "shared_match"]
 
 
 @dataclass(frozen=True)
@@ -265,3 +273,37 @@ def shared_match(
     log.info("shared method: %d matches kept of %d over %d match tile(s) in %.1f s", len(score), n_raw, len(tiles),
              info["seconds"])
     return result, info
+
+
+class SharedModalitySearch:
+    """The shared-modality keypoint search as a :class:`~.tiepoint_search.TiePointSearch`.
+
+    Args:
+        **matcher_options: :class:`SharedMatchOptions` fields (the engine's ``matcher_options``).
+
+    Raises:
+        ValueError: An unknown option or a bad value.
+    """
+
+    def __init__(self, **matcher_options: Any) -> None:
+        self.options = SharedMatchOptions.from_matcher_options(matcher_options)
+        self._cache: dict[str, Any] = {}  # the model and keypoint matcher, loaded once per search
+
+    def check(self) -> None:
+        """Fail early on an unknown keypoint matcher."""
+        self.options.check()
+
+    def find(
+        self,
+        grid: CommonGrid,
+        ref_prep: Preparation,
+        tgt_prep: Preparation,
+        offset: tuple[int, int],
+        opts: CoregOptions,
+        progress: Progress,
+    ) -> TiePointSet:
+        """Tie points of :func:`shared_match`; the report gets a ``shared_modality`` section and its previews."""
+        result, info = shared_match(grid, ref_prep.modality, tgt_prep.modality, self.options, offset, opts.sar_scale,
+                                    progress, self._cache)
+        images = info.pop("previews", {})
+        return TiePointSet(result, str(info["model_device"]), {"shared_modality": info}, images)
