@@ -293,15 +293,8 @@ class SharedModalitySearch:
         """Fail early on an unknown keypoint matcher."""
         self.options.check()
 
-    def find(
-        self,
-        grid: CommonGrid,
-        ref_prep: Preparation,
-        tgt_prep: Preparation,
-        offset: tuple[int, int],
-        opts: CoregOptions,
-        progress: Progress,
-    ) -> TiePointSet:
+    def find(self, grid: CommonGrid, ref_prep: Preparation, tgt_prep: Preparation, offset: tuple[int, int],
+             opts: CoregOptions, progress: Progress) -> TiePointSet:
         """Tie points of :func:`shared_match`; the report gets a ``shared_modality`` section and its previews."""
         result, info = shared_match(grid, ref_prep.modality, tgt_prep.modality, self.options, offset, opts.sar_scale,
                                     progress, self._cache)

@@ -150,15 +150,8 @@ class WindowSearch:
             pts.append(np.round(kp * factor).astype(np.int64) + [ax0, ay0])
         return np.unique(np.concatenate(pts).astype(np.int64), axis=0) if pts else np.empty((0, 2), np.int64)
 
-    def find(
-        self,
-        grid: CommonGrid,
-        ref_prep: Preparation,
-        tgt_prep: Preparation,
-        offset: tuple[int, int],
-        opts: CoregOptions,
-        progress: Progress,
-    ) -> TiePointSet:
+    def find(self, grid: CommonGrid, ref_prep: Preparation, tgt_prep: Preparation, offset: tuple[int, int],
+             opts: CoregOptions, progress: Progress) -> TiePointSet:
         """Match every candidate in batches (see :class:`TiePointSearch`).
 
         The chips of the next batch are read (GDAL, without the GIL) by a second thread while the
